@@ -1,0 +1,161 @@
+"""``python -m midas_service predict``: depth maps for files and folders, as the service makes them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from midas_service import encode, visualize
+from midas_service.engine import BACKENDS, DEFAULT_BACKEND, load_engine
+from midas_service.imaging import ImageError, read_image_file
+from midas_service.pipeline import DepthEstimator
+
+log = logging.getLogger("midas_service.cli")
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+OUTPUT_KINDS = ("heatmap", "png16", "npy", "pfm", "side")
+OUTPUT_SUFFIX = {
+    "heatmap": "-depth.png",
+    "png16": ".png",
+    "npy": ".npy",
+    "pfm": ".pfm",
+    "side": "-side.png",
+}
+
+
+def find_images(inputs: Iterable[Path]) -> Iterator[Path]:
+    """Files as given (whatever their extension); folders recursed for image extensions only."""
+    for item in inputs:
+        if item.is_dir():
+            yield from sorted(
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        else:
+            yield item
+
+
+def outputs_for(
+    rgb: np.ndarray, depth: np.ndarray, kinds: list[str], colormap: str
+) -> dict[str, bytes]:
+    heat = visualize.heatmap(depth, colormap) if {"heatmap", "side"} & set(kinds) else None
+    files: dict[str, bytes] = {}
+    for kind in kinds:
+        if kind == "heatmap":
+            files[kind] = encode.encode_picture(heat, "png")
+        elif kind == "side":
+            files[kind] = encode.encode_picture(visualize.side_by_side(rgb, heat), "png")
+        else:
+            files[kind] = encode.encode_depth(depth, kind)
+    return files
+
+
+def parse_save(value: str) -> list[str]:
+    kinds = [kind.strip() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    if unknown or not kinds:
+        given = ", ".join(unknown) or "(none)"
+        choices = ", ".join(OUTPUT_KINDS)
+        raise argparse.ArgumentTypeError(f"unknown output {given}; choose from {choices}")
+    return kinds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m midas_service",
+        description="Relative depth maps with MiDaS v2.1 small, on the CPU.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict",
+        help="depth maps for image files and folders",
+        description=(
+            "Write depth outputs for each INPUT: files are read whatever their extension, folders "
+            "are searched recursively for " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ". Outputs "
+            "are named after the input's stem: <stem>-depth.png (heatmap), <stem>.png (png16: "
+            "min-max 16-bit), <stem>.npy (float32), <stem>.pfm, <stem>-side.png (input | "
+            "heatmap). Unreadable files are reported and skipped; the exit code is then 1."
+        ),
+    )
+    predict.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder"
+    )
+    predict.add_argument(
+        "--model", type=Path, required=True, help="exported model (.pt; .onnx beside it)"
+    )
+    predict.add_argument("--output-dir", type=Path, required=True, help="folder for the outputs")
+    predict.add_argument(
+        "--save",
+        type=parse_save,
+        default=["heatmap"],
+        help=f"comma-separated outputs from {','.join(OUTPUT_KINDS)} (default: heatmap)",
+    )
+    predict.add_argument(
+        "--colormap",
+        choices=sorted(visualize.COLORMAPS),
+        default=visualize.DEFAULT_COLORMAP,
+        help="heatmap colours (default: inferno; near is bright)",
+    )
+    predict.add_argument(
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"default: {DEFAULT_BACKEND}"
+    )
+    predict.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: all usable cores)"
+    )
+    return parser
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    estimator = DepthEstimator(load_engine(args.model, args.backend, args.threads))
+    if estimator.engine.metadata.get("untrained"):
+        log.warning("this model has random weights: its depth maps are meaningless")
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    paths = list(find_images(args.inputs))
+    failures: list[tuple[Path, str]] = []
+    elapsed = 0.0
+    done = 0
+    for path in tqdm(paths, unit="image", disable=None):
+        start = time.perf_counter()
+        try:
+            rgb = read_image_file(path)
+        except (ImageError, OSError) as exc:
+            failures.append((path, str(exc)))
+            log.error("skipped %s: %s", path, exc)
+            continue
+        depth = estimator.predict(rgb)
+        for kind, data in outputs_for(rgb, depth, args.save, args.colormap).items():
+            (args.output_dir / f"{path.stem}{OUTPUT_SUFFIX[kind]}").write_bytes(data)
+        elapsed += time.perf_counter() - start
+        done += 1
+    mean_ms = 1000 * elapsed / done if done else 0.0
+    log.info(
+        "%d images done, %d failed, mean %.1f ms/image, outputs in %s",
+        done,
+        len(failures),
+        mean_ms,
+        args.output_dir,
+    )
+    for path, reason in failures:
+        log.error("failed: %s (%s)", path, reason)
+    return 1 if failures or not paths else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    cv2.setNumThreads(1)
+    args = build_parser().parse_args(argv)
+    if not args.inputs:
+        return 2
+    return run_predict(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

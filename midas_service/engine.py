@@ -1,0 +1,117 @@
+"""Inference backends behind one tiny interface: ``infer((1,3,h,w) float32) -> (1,h,w) float32``.
+
+Serving code only needs the backend it runs: onnxruntime, or torch for TorchScript; never timm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "midas.json"
+BACKENDS = ("onnxruntime", "torchscript")
+DEFAULT_BACKEND = "onnxruntime"  # measured faster on CPU; see README "Performance"
+SUFFIXES = {"torchscript": ".pt", "onnxruntime": ".onnx"}
+
+
+class Engine(Protocol):
+    backend: str
+    threads: int
+    metadata: dict[str, object]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the cgroup quota (containers) and affinity, not the host count."""
+    count = len(os.sched_getaffinity(0))
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return count
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return None if limit == "max" else int(limit) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def model_file(path: Path, backend: str) -> Path:
+    """The export writes ``model.pt`` and ``model.onnx`` side by side; pick the backend's one."""
+    return Path(path).with_suffix(SUFFIXES[backend])
+
+
+class TorchScriptEngine:
+    backend = "torchscript"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        extra = {METADATA_FILE: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            # oneDNN conv packing cannot be saved in the file, so it happens here (~0.2 s).
+            self._module = torch.jit.optimize_for_inference(module)
+        self._torch = torch
+        self.threads = threads
+        self.metadata = json.loads(extra[METADATA_FILE] or "{}")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self._module(self._torch.from_numpy(batch)).numpy()
+
+
+class OnnxRuntimeEngine:
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        props = self._session.get_modelmeta().custom_metadata_map
+        self.threads = threads
+        self.metadata = {key: json.loads(value) for key, value in props.items()}
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: batch})[0]
+
+
+def load_engine(path: Path, backend: str = DEFAULT_BACKEND, threads: int | None = None) -> Engine:
+    """Open the model file of ``backend`` next to ``path`` with ``threads`` intra-op threads."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    path = model_file(path, backend)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model file {path} not found; create it with scripts/export_torchscript.py"
+        )
+    threads = threads or available_cpus()
+    engine_class = TorchScriptEngine if backend == "torchscript" else OnnxRuntimeEngine
+    engine = engine_class(path, threads)
+    log.info("loaded %s with %s, %d threads", path, backend, threads)
+    return engine

@@ -1,0 +1,125 @@
+"""Export the eager network to TorchScript and ONNX, with metadata, then prove the files match it.
+
+Export-side only (needs timm through :mod:`midas_service.model`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from midas_service.engine import METADATA_FILE, load_engine
+from midas_service.model import MidasSmall, build_model
+from midas_service.preprocess import INPUT_RULE
+from midas_service.weights import Checkpoint
+
+log = logging.getLogger(__name__)
+
+TRACE_SIZE = (256, 256)
+# (height, width) pairs the exported files are checked at: square, landscape, portrait, wide.
+CHECK_SIZES = ((256, 256), (192, 256), (256, 192), (160, 256))
+CHECK_TOLERANCE = 1e-4  # of the eager map's value range
+ONNX_OPSET = 17
+
+
+class ExportCheckFailed(RuntimeError):
+    """An exported file does not reproduce the eager network."""
+
+
+def build_from_checkpoint(checkpoint: Checkpoint) -> MidasSmall:
+    model = build_model()
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    return model
+
+
+def metadata_for(checkpoint: Checkpoint) -> dict[str, object]:
+    return {
+        "model": "MiDaS v2.1 small (midas_v21_small_256)",
+        "weights_sha256": checkpoint.sha256,
+        "weights_source": checkpoint.source,
+        "untrained": checkpoint.untrained,
+        "torch_version": torch.__version__,
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "input_rule": INPUT_RULE,
+    }
+
+
+def export_torchscript(model: MidasSmall, output: Path, metadata: dict[str, object]) -> None:
+    """Trace in channels-last at 256x256, freeze, and save with the metadata inside.
+
+    Freezing is saved; ``optimize_for_inference`` is applied by the engine at load time because
+    its oneDNN-converted graph cannot be serialised.
+    """
+    model = model.to(memory_format=torch.channels_last)
+    example = torch.zeros(1, 3, *TRACE_SIZE).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), warnings.catch_warnings():
+        # timm's "same" padding reads sizes as Python ints; constant for multiples of 32.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
+        frozen = torch.jit.freeze(torch.jit.trace(model, example).eval())
+    torch.jit.save(frozen, str(output), _extra_files={METADATA_FILE: json.dumps(metadata)})
+
+
+def export_onnx(model: MidasSmall, output: Path, metadata: dict[str, object]) -> None:
+    """ONNX (opset 17) with dynamic height and width; metadata as model properties."""
+    import onnx
+
+    example = torch.zeros(1, 3, *TRACE_SIZE)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.to(memory_format=torch.contiguous_format),
+            (example,),
+            str(output),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["depth"],
+            dynamic_axes={"image": {2: "height", 3: "width"}, "depth": {1: "height", 2: "width"}},
+        )
+    proto = onnx.load(str(output))
+    onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in metadata.items()})
+    onnx.save(proto, str(output))
+
+
+def check_export(model: MidasSmall, path: Path, backend: str, seed: int = 0) -> float:
+    """Largest |file - eager| over CHECK_SIZES as a fraction of the eager range; raise if too big."""
+    engine = load_engine(path, backend)
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for height, width in CHECK_SIZES:
+        batch = torch.randn(1, 3, height, width, generator=generator)
+        with torch.no_grad():
+            expected = model(batch).numpy()
+        got = engine.infer(batch.numpy())
+        span = float(expected.max() - expected.min()) or 1.0
+        error = float(np.abs(got - expected).max()) / span
+        log.info("%s check at %dx%d: max diff %.2e of range", backend, width, height, error)
+        worst = max(worst, error)
+        if got.shape != expected.shape or error > CHECK_TOLERANCE:
+            raise ExportCheckFailed(
+                f"{path} ({backend}) differs from the eager model at {width}x{height}: "
+                f"shape {got.shape} vs {expected.shape}, max diff {error:.2e} of range "
+                f"(allowed {CHECK_TOLERANCE:.0e})"
+            )
+    return worst
+
+
+def export_all(checkpoint: Checkpoint, output: Path, onnx_output: Path | None) -> dict[str, object]:
+    """Write and self-check the TorchScript file (and the ONNX file unless None)."""
+    metadata = metadata_for(checkpoint)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    export_torchscript(build_from_checkpoint(checkpoint), output, metadata)
+    worst = check_export(build_from_checkpoint(checkpoint), output, "torchscript")
+    log.info("wrote %s (max diff %.2e of range)", output, worst)
+    if onnx_output is not None:
+        export_onnx(build_from_checkpoint(checkpoint), onnx_output, metadata)
+        worst = check_export(build_from_checkpoint(checkpoint), onnx_output, "onnxruntime")
+        log.info("wrote %s (max diff %.2e of range)", onnx_output, worst)
+    return metadata

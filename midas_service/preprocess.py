@@ -1,0 +1,38 @@
+"""The reference MiDaS input rule: float RGB -> bicubic resize to the 256 bound -> ImageNet norm."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+NETWORK_SIDE = 256
+MULTIPLE = 32
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+INPUT_RULE = (
+    "RGB float [0,1]; cv2.INTER_CUBIC resize to fit 256x256 keeping aspect, sides rounded "
+    "half-to-even to multiples of 32 (floored if above 256, at least 32); ImageNet mean/std; "
+    "output bicubic-upsampled (align_corners=False) to the input size"
+)
+
+
+def network_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) fed to the network for an image of the given size."""
+    scale = min(NETWORK_SIDE / height, NETWORK_SIDE / width)
+    return _fit_side(height * scale), _fit_side(width * scale)
+
+
+def _fit_side(scaled: float) -> int:
+    side = int(np.round(scaled / MULTIPLE)) * MULTIPLE
+    if side > NETWORK_SIDE:
+        side = int(np.floor(scaled / MULTIPLE)) * MULTIPLE
+    return max(side, MULTIPLE)
+
+
+def to_network_input(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float32 RGB in [0, 1] -> contiguous (1, 3, h, w) float32 network input."""
+    height, width = network_size(*rgb.shape[:2])
+    resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
+    resized -= IMAGENET_MEAN
+    resized /= IMAGENET_STD
+    return np.ascontiguousarray(resized.transpose(2, 0, 1)[np.newaxis])

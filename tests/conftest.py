@@ -1,0 +1,73 @@
+"""Shared fixtures: random official-layout weights saved to a file, and a model exported from it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights of exactly the official layout, as a plain state-dict file."""
+    import torch
+
+    from midas_service.weights import random_state_dict
+
+    path = tmp_path_factory.mktemp("weights") / "midas_v21_small_256.pt"
+    torch.save(random_state_dict(seed=1), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory, weights_file: Path) -> Path:
+    """TorchScript + ONNX exported by the real script from ``weights_file``."""
+    output = tmp_path_factory.mktemp("model") / "midas_small.pt"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--weights",
+            str(weights_file),
+            "--output",
+            str(output),
+        ],
+        check=True,
+    )
+    return output
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-image's real photos, written losslessly as PNG."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTO_NAMES:
+        rgb = getattr(data, name)()
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def jpeg_640x480() -> bytes:
+    """A real photo (chelsea, 451x300) resized to 640x480 and JPEG-encoded."""
+    from skimage import data
+
+    rgb = cv2.resize(data.chelsea(), (640, 480), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buffer.tobytes()
+
+
+def range_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """max |got - expected| as a fraction of the expected map's value range."""
+    span = float(expected.max() - expected.min())
+    return float(np.abs(got.astype(np.float64) - expected).max()) / span

@@ -1,0 +1,64 @@
+"""The exported files: metadata inside, and numbers equal to the eager model at many sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from midas_service.engine import BACKENDS, load_engine
+from midas_service.export import CHECK_TOLERANCE, ExportCheckFailed, check_export
+from midas_service.model import build_model
+from midas_service.weights import random_state_dict, read_state_dict, sha256_of
+from tests.conftest import range_error
+
+
+@pytest.fixture(scope="module")
+def eager(weights_file):
+    model = build_model()
+    model.load_state_dict(read_state_dict(weights_file), strict=True)
+    return model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_metadata_travels_inside_the_file(model_path, weights_file, backend):
+    metadata = load_engine(model_path, backend).metadata
+    assert metadata["weights_sha256"] == sha256_of(weights_file)
+    assert metadata["untrained"] is False
+    assert metadata["torch_version"] == torch.__version__
+    assert {"weights_source", "exported_at", "input_rule"} <= set(metadata)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("height", "width"), [(256, 256), (192, 256), (256, 192), (160, 256), (32, 256), (256, 64)]
+)
+def test_traced_at_one_size_is_right_at_every_multiple_of_32(
+    model_path, eager, backend, height, width
+):
+    engine = load_engine(model_path, backend)
+    batch = torch.randn(
+        1, 3, height, width, generator=torch.Generator().manual_seed(height + width)
+    )
+    with torch.no_grad():
+        expected = eager(batch).numpy()
+    got = engine.infer(batch.numpy())
+    assert got.shape == expected.shape
+    assert range_error(got, expected) <= CHECK_TOLERANCE
+
+
+def test_self_check_fails_loudly_for_a_different_model(model_path):
+    other = build_model()
+    other.load_state_dict(random_state_dict(seed=99))
+    with pytest.raises(ExportCheckFailed, match="differs from the eager model"):
+        check_export(other, model_path, "torchscript")
+
+
+def test_backends_agree_on_a_real_photo(model_path, photo_dir):
+    from midas_service.imaging import read_image_file
+    from midas_service.pipeline import DepthEstimator
+
+    rgb = read_image_file(photo_dir / "coffee.png")
+    depths = [DepthEstimator(load_engine(model_path, b)).predict(rgb) for b in BACKENDS]
+    assert range_error(depths[0], depths[1]) <= 1e-4
+    assert np.isfinite(depths[0]).all()

@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+from midas_service.engine import load_engine
+from tests.conftest import ROOT
+
+
+def test_random_weights_export_is_marked_untrained(tmp_path):
+    output = tmp_path / "random.pt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--random-weights",
+            "--no-onnx",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "MEANINGLESS" in result.stderr
+    assert load_engine(output, "torchscript").metadata["untrained"] is True
+    assert not output.with_suffix(".onnx").exists()
+
+
+def test_missing_weights_file_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--weights",
+            str(tmp_path / "absent.pt"),
+            "--output",
+            str(tmp_path / "m.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "weights file not found" in result.stderr and "Traceback" not in result.stderr
