@@ -1,4 +1,4 @@
-"""``python -m midas_service predict``: depth maps for files and folders, as the service makes them."""
+"""``python -m midas_service predict``: depth maps for files and folders, like the service."""
 
 from __future__ import annotations
 

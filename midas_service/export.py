@@ -89,7 +89,7 @@ def export_onnx(model: MidasSmall, output: Path, metadata: dict[str, object]) ->
 
 
 def check_export(model: MidasSmall, path: Path, backend: str, seed: int = 0) -> float:
-    """Largest |file - eager| over CHECK_SIZES as a fraction of the eager range; raise if too big."""
+    """Worst |file - eager| over CHECK_SIZES as a fraction of the eager range; raise if too big."""
     engine = load_engine(path, backend)
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0

@@ -45,6 +45,23 @@ def model_path(tmp_path_factory: pytest.TempPathFactory, weights_file: Path) -> 
 
 
 @pytest.fixture(scope="session")
+def random_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model exported with --random-weights: its metadata says untrained."""
+    output = tmp_path_factory.mktemp("random-model") / "random.pt"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--random-weights",
+            "--output",
+            str(output),
+        ],
+        check=True,
+    )
+    return output
+
+
+@pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scikit-image's real photos, written losslessly as PNG."""
     from skimage import data
@@ -71,3 +88,22 @@ def range_error(got: np.ndarray, expected: np.ndarray) -> float:
     """max |got - expected| as a fraction of the expected map's value range."""
     span = float(expected.max() - expected.min())
     return float(np.abs(got.astype(np.float64) - expected).max()) / span
+
+
+@pytest.fixture(scope="session")
+def loaded_app(model_path: Path):
+    """The Flask app from the factory with the random-weights model loaded (no Gunicorn)."""
+    from midas_service.config import Settings
+    from midas_service.web import create_app
+
+    settings = Settings(model_path=model_path, allow_untrained=True, warmup_runs=1, max_upload_mb=2)
+    app = create_app(settings, load_model=False)
+    app.config["TESTING"] = True
+    app.extensions["midas_runtime"].load()
+    assert app.extensions["midas_runtime"].ready
+    return app
+
+
+@pytest.fixture
+def client(loaded_app):
+    return loaded_app.test_client()

@@ -1,0 +1,82 @@
+"""Service settings, read from environment variables once at start-up.
+
+| variable             | default               | meaning                                  |
+|----------------------|-----------------------|------------------------------------------|
+| MIDAS_MODEL_PATH     | models/midas_small.pt | exported model (.onnx sits beside it)    |
+| MIDAS_BACKEND        | onnxruntime           | onnxruntime or torchscript               |
+| MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
+| MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
+| MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
+| MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
+| MIDAS_RANDOM_WEIGHTS | 0                     | 1 = allow serving an untrained model     |
+| MIDAS_WARMUP_RUNS    | 3                     | inferences before the worker is ready    |
+| MIDAS_READY_WAIT_S   | 20                    | how long /predict waits for a warming worker |
+| MIDAS_LOG_LEVEL      | info                  | debug, info, warning, error              |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from midas_service.engine import BACKENDS, DEFAULT_BACKEND
+from midas_service.visualize import COLORMAPS, DEFAULT_COLORMAP
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path = Path("models/midas_small.pt")
+    backend: str = DEFAULT_BACKEND
+    threads: int | None = None
+    max_upload_mb: float = 10.0
+    max_pixels: int = 40_000_000
+    colormap: str = DEFAULT_COLORMAP
+    allow_untrained: bool = False
+    warmup_runs: int = 3
+    ready_wait_s: float = 20.0
+    log_level: str = "info"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        def get(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        try:
+            settings = cls(
+                model_path=Path(get("MIDAS_MODEL_PATH", str(cls.model_path))),
+                backend=get("MIDAS_BACKEND", cls.backend),
+                threads=int(env["MIDAS_THREADS"]) if env.get("MIDAS_THREADS") else None,
+                max_upload_mb=float(get("MIDAS_MAX_UPLOAD_MB", str(cls.max_upload_mb))),
+                max_pixels=int(float(get("MIDAS_MAX_PIXELS", str(cls.max_pixels)))),
+                colormap=get("MIDAS_COLORMAP", cls.colormap),
+                allow_untrained=get("MIDAS_RANDOM_WEIGHTS", "0").lower() in ("1", "true", "yes"),
+                warmup_runs=int(get("MIDAS_WARMUP_RUNS", str(cls.warmup_runs))),
+                ready_wait_s=float(get("MIDAS_READY_WAIT_S", str(cls.ready_wait_s))),
+                log_level=get("MIDAS_LOG_LEVEL", cls.log_level).lower(),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad number in the environment: {exc}") from exc
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"MIDAS_BACKEND must be one of {', '.join(BACKENDS)}")
+        if self.colormap not in COLORMAPS:
+            raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAPS)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("MIDAS_THREADS must be at least 1")
+        if self.max_upload_mb <= 0 or self.max_pixels < 1:
+            raise ConfigError("MIDAS_MAX_UPLOAD_MB and MIDAS_MAX_PIXELS must be positive")
+        if self.warmup_runs < 0 or self.ready_wait_s < 0:
+            raise ConfigError("MIDAS_WARMUP_RUNS and MIDAS_READY_WAIT_S must not be negative")

@@ -1,0 +1,104 @@
+"""One worker's model: loaded and warmed in the background, ready flag for /readyz."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from midas_service.config import Settings
+from midas_service.engine import Engine, load_engine
+from midas_service.pipeline import DepthEstimator
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotReady(Exception):
+    """The model is still loading, or failed to load."""
+
+
+class UntrainedModelRefused(RuntimeError):
+    pass
+
+
+class ModelRuntime:
+    """Owns the worker's estimator. ``start()`` loads it on a thread so probes answer meanwhile."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._estimator: DepthEstimator | None = None
+        self._ready = threading.Event()
+        self._finished = threading.Event()  # set after success and after failure
+        self._lock = threading.Lock()
+        self.error: str | None = None
+        self.load_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s while loading; True if ready. Returns early on failure."""
+        self._finished.wait(timeout)
+        return self.ready
+
+    @property
+    def estimator(self) -> DepthEstimator:
+        if not self._ready.is_set() or self._estimator is None:
+            reason = "the model failed to load" if self.error else "the model is still loading"
+            raise ModelNotReady(reason)
+        return self._estimator
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def load(self, engine: Engine | None = None) -> None:
+        """Load (unless an engine is given), refuse untrained weights unless allowed, warm up."""
+        with self._lock:
+            if self._ready.is_set():
+                return
+            start = time.perf_counter()
+            try:
+                engine = engine or load_engine(
+                    self.settings.model_path, self.settings.backend, self.settings.threads
+                )
+                if engine.metadata.get("untrained") and not self.settings.allow_untrained:
+                    raise UntrainedModelRefused(
+                        "the model file was exported with random weights; set "
+                        "MIDAS_RANDOM_WEIGHTS=1 to serve it anyway (meaningless depth)"
+                    )
+                estimator = DepthEstimator(engine)
+                warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
+                for _ in range(self.settings.warmup_runs):
+                    estimator.predict(warm_image)
+            except Exception as exc:
+                self.error = f"model failed to load: {exc}"
+                log.exception("model failed to load")
+                self._finished.set()
+                return
+            self._estimator = estimator
+            self.load_seconds = time.perf_counter() - start
+            self._ready.set()
+            self._finished.set()
+            log.info("model ready in %.2f s (%s)", self.load_seconds, engine.backend)
+
+    def describe(self) -> dict[str, object]:
+        """Metadata for /readyz and the page."""
+        info: dict[str, object] = {
+            "ready": self.ready,
+            "backend": self.settings.backend,
+            "pid": os.getpid(),
+        }
+        if self._estimator is not None:
+            engine = self._estimator.engine
+            info.update(metadata=engine.metadata, threads=engine.threads)
+            info["untrained"] = bool(engine.metadata.get("untrained"))
+            info["load_seconds"] = round(self.load_seconds or 0.0, 3)
+        if self.error:
+            info["error"] = self.error
+        return info

@@ -1,0 +1,81 @@
+"""Flask app factory: settings, model runtime, blueprints, request ids, timing headers, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from pathlib import Path
+
+from flask import Flask, Response, g, request
+
+from midas_service.config import Settings
+from midas_service.logs import configure_logging
+from midas_service.runtime import ModelRuntime
+from midas_service.web import metrics
+from midas_service.web.api import api
+from midas_service.web.errors import register_error_handlers
+from midas_service.web.page import page
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, load_model: bool = True) -> Flask:
+    """Build the app. With ``load_model`` the model loads on a background thread right away,
+    so call this in the process that serves (a Gunicorn worker, after fork)."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(
+        MIDAS_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,  # room for multipart framing
+        MIDAS_PUBLIC_SETTINGS={
+            "backend": settings.backend,
+            "max_upload_mb": settings.max_upload_mb,
+            "max_pixels": settings.max_pixels,
+            "colormap": settings.colormap,
+        },
+    )
+    runtime = ModelRuntime(settings)
+    app.extensions["midas_runtime"] = runtime
+    app.register_blueprint(api)
+    app.register_blueprint(page)
+    register_error_handlers(app)
+    _install_request_hooks(app)
+    if load_model:
+        runtime.start()
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        stages = g.get("stage_seconds", {})
+        timing = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in stages.items()]
+        response.headers["Server-Timing"] = ", ".join([*timing, f"total;dur={elapsed * 1000:.2f}"])
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        output = g.get("output", "") if endpoint == "/predict" else ""
+        metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code), output).inc()
+        metrics.REQUEST_SECONDS.labels(endpoint).observe(elapsed)
+        return response
+
+    @app.teardown_request
+    def end_request(exc: BaseException | None) -> None:
+        if "started" in g:
+            metrics.IN_FLIGHT.dec()

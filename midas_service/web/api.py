@@ -1,0 +1,97 @@
+"""The JSON/HTTP API: /predict, probes, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from midas_service import encode, visualize
+from midas_service.imaging import decode_image
+from midas_service.pipeline import StageTimes
+from midas_service.web import metrics
+from midas_service.web.openapi import openapi_document
+from midas_service.web.upload import Options, read_image_bytes, read_options
+
+api = Blueprint("api", __name__)
+
+
+def runtime():
+    return current_app.extensions["midas_runtime"]
+
+
+def render(rgb, depth, options: Options) -> tuple[bytes, str]:
+    """The response body and media type for the requested output."""
+    if options.output == "depth":
+        return encode.encode_depth(depth, options.format), encode.DEPTH_MEDIA_TYPES[options.format]
+    picture = visualize.heatmap(depth, options.colormap)
+    if options.output == "side":
+        picture = visualize.side_by_side(rgb, picture)
+    return encode.encode_picture(picture, options.format), encode.IMAGE_MEDIA_TYPES[options.format]
+
+
+def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
+    """decode -> depth -> encode, timing each stage into ``g.stage_seconds``."""
+    settings = current_app.config["MIDAS_SETTINGS"]
+    # A request that reaches a worker still warming up waits for it rather than failing.
+    runtime().wait(settings.ready_wait_s)
+    estimator = runtime().estimator  # 503 if still not ready
+    start = time.perf_counter()
+    rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
+    decoded = time.perf_counter()
+    times = StageTimes()
+    depth = estimator.predict(rgb, times)
+    predicted = time.perf_counter()
+    body, media_type = render(rgb, depth, options)
+    g.stage_seconds = {
+        "decode": decoded - start,
+        "preprocess": times.preprocess,
+        "infer": times.infer,
+        "postprocess": times.postprocess,
+        "encode": time.perf_counter() - predicted,
+    }
+    for stage, seconds in g.stage_seconds.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    return body, media_type
+
+
+@api.post("/predict")
+def predict() -> Response:
+    settings = current_app.config["MIDAS_SETTINGS"]
+    options = read_options(request, settings.colormap)
+    g.output = options.output
+    body, media_type = run_prediction(options, read_image_bytes(request))
+    response = Response(body, mimetype=media_type)
+    if options.format in ("npy", "pfm", "png16"):
+        suffix = "png" if options.format == "png16" else options.format
+        response.headers["Content-Disposition"] = f'attachment; filename="depth.{suffix}"'
+    return response
+
+
+@api.get("/healthz")
+def healthz() -> Response:
+    """Alive unless the model failed for good (then a restart is the fix)."""
+    error = runtime().error
+    response = jsonify(status="failed" if error else "alive", error=error)
+    response.status_code = 500 if error else 200
+    return response
+
+
+@api.get("/readyz")
+def readyz() -> Response:
+    info = runtime().describe()
+    info["settings"] = current_app.config["MIDAS_PUBLIC_SETTINGS"]
+    response = jsonify(info)
+    response.status_code = 200 if info["ready"] else 503
+    return response
+
+
+@api.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(current_app.config["MIDAS_SETTINGS"]))

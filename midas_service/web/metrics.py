@@ -1,0 +1,48 @@
+"""Prometheus metrics; multiprocess mode under Gunicorn so /metrics sums every worker.
+
+Multiprocess mode is on when PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py sets and cleans
+it); without it (tests, `flask run`) the process registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter(
+    "midas_requests", "HTTP requests answered", ["endpoint", "method", "status", "output"]
+)
+REQUEST_SECONDS = Histogram(
+    "midas_request_seconds", "Whole request latency", ["endpoint"], buckets=LATENCY_BUCKETS
+)
+STAGE_SECONDS = Histogram(
+    "midas_stage_seconds",
+    "Latency of each /predict stage (decode, preprocess, infer, postprocess, encode)",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "midas_in_flight_requests", "Requests being handled now", multiprocess_mode="livesum"
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of every worker (multiprocess) or of this process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,122 @@
+"""OpenAPI 3.1 description of the API, built from the same constants the handlers validate with."""
+
+from __future__ import annotations
+
+from midas_service.config import Settings
+from midas_service.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.visualize import COLORMAPS
+from midas_service.web.upload import OUTPUTS
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def _error(description: str) -> dict[str, object]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _query(name: str, choices: list[str], default: str, description: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "enum": choices, "default": default},
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, object]:
+    binary = {"type": "string", "format": "binary"}
+    media = sorted(set(IMAGE_MEDIA_TYPES.values()) | set(DEPTH_MEDIA_TYPES.values()))
+    formats = sorted(set(IMAGE_MEDIA_TYPES) | set(DEPTH_MEDIA_TYPES))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MiDaS depth service",
+            "version": "0.1.0",
+            "description": "Relative inverse depth (larger = nearer) of one photo.",
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": "Depth map of one photo",
+                    "parameters": [
+                        _query("output", list(OUTPUTS), "heatmap", "what to return"),
+                        _query(
+                            "format",
+                            formats,
+                            "jpeg",
+                            "heatmap/side: jpeg (default) or png; depth: npy (default), "
+                            "png16, pfm or json",
+                        ),
+                        _query("colormap", list(COLORMAPS), settings.colormap, "heatmap colours"),
+                        {
+                            "name": "X-Request-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 128},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "description": (
+                            f"JPEG, PNG, WebP, BMP or TIFF; at most {settings.max_upload_mb:g} MB "
+                            f"and {settings.max_pixels} pixels"
+                        ),
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image"],
+                                    "properties": {"image": binary},
+                                }
+                            },
+                            "image/*": {"schema": binary},
+                            "application/octet-stream": {"schema": binary},
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "heatmap/side picture (input size; side is twice as "
+                            "wide) or raw depth",
+                            "content": {m: {"schema": binary} for m in media},
+                        },
+                        "400": _error("bad parameter, empty or undecodable image"),
+                        "413": _error("upload or image too large"),
+                        "415": _error("not a supported image type"),
+                        "500": _error("internal error"),
+                        "503": _error("model not loaded yet"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness with model metadata",
+                    "responses": {"200": {"description": "ready"}, "503": _error("not ready")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text"}},
+                }
+            },
+        },
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+    }

@@ -1,0 +1,60 @@
+"""Reading one /predict request: the image bytes and the validated output options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Request
+
+from midas_service.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.visualize import COLORMAPS
+from midas_service.web.errors import BadParameter, MissingImage, UnsupportedMediaType
+
+OUTPUTS = ("heatmap", "depth", "side")
+FORMATS = {
+    "heatmap": tuple(IMAGE_MEDIA_TYPES),
+    "side": tuple(IMAGE_MEDIA_TYPES),
+    "depth": tuple(DEPTH_MEDIA_TYPES),
+}
+DEFAULT_FORMAT = {"heatmap": "jpeg", "side": "jpeg", "depth": "npy"}
+RAW_BODY_TYPES = ("application/octet-stream",)
+
+
+@dataclass(frozen=True)
+class Options:
+    output: str
+    format: str
+    colormap: str
+
+
+def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = request.args.get(name) or request.form.get(name) or default
+    value = value.strip().lower()
+    if value not in choices:
+        raise BadParameter(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def read_options(request: Request, default_colormap: str) -> Options:
+    output = _choice(request, "output", OUTPUTS, "heatmap")
+    fmt = _choice(request, "format", FORMATS[output], DEFAULT_FORMAT[output])
+    colormap = _choice(request, "colormap", tuple(COLORMAPS), default_colormap)
+    return Options(output, fmt, colormap)
+
+
+def read_image_bytes(request: Request) -> bytes:
+    """The multipart field ``image``, or the whole body for image/* and octet-stream uploads."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise MissingImage("send the photo in the multipart field 'image'")
+        return upload.read()
+    if mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES:
+        return request.get_data(cache=False)
+    if not mimetype and not request.content_length:
+        raise MissingImage("send a photo: multipart field 'image' or an image/* request body")
+    raise UnsupportedMediaType(
+        f"Content-Type {mimetype or '(none)'} is not accepted; use multipart/form-data "
+        "with field 'image', image/*, or application/octet-stream"
+    )

@@ -1,0 +1,422 @@
+"""Offline checks of the deployment artefacts: Dockerfile, .dockerignore, the k8s/ kustomize base.
+
+The manifests are rendered with ``kubectl kustomize k8s/`` when kubectl is installed; otherwise the
+files listed in k8s/kustomization.yaml are read directly (with the ConfigMap rebuilt from its
+generator), so every check except the render itself also runs on a machine without kubectl.
+No Docker engine is needed: the Dockerfile is parsed as text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "k8s"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+CONFIG_KEYS = {
+    "MIDAS_MODEL_PATH",
+    "MIDAS_BACKEND",
+    "MIDAS_THREADS",
+    "MIDAS_MAX_UPLOAD_MB",
+    "MIDAS_MAX_PIXELS",
+    "MIDAS_COLORMAP",
+    "MIDAS_RANDOM_WEIGHTS",
+    "MIDAS_LOG_LEVEL",
+    "GUNICORN_WORKERS",
+    "GUNICORN_BIND",
+    "GUNICORN_TIMEOUT",
+}
+GUNICORN_GRACEFUL_TIMEOUT = 30  # gunicorn's default graceful_timeout, seconds
+MODEL_PATH = "/models/midas_small.pt"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    data = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            data[key.strip()] = value
+    return data
+
+
+def _render_without_kubectl() -> list[dict[str, Any]]:
+    """The subset of kustomize this base uses: resources plus configMapGenerator."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    docs = []
+    for resource in kustomization.get("resources", []):
+        docs.extend(d for d in yaml.safe_load_all((K8S / resource).read_text()) if d)
+    for generator in kustomization.get("configMapGenerator", []):
+        data: dict[str, str] = {}
+        for env_file in generator.get("envs", []):
+            data.update(_read_env_file(K8S / env_file))
+        for literal in generator.get("literals", []):
+            key, _, value = literal.partition("=")
+            data[key] = value
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": generator["name"]},
+                "data": data,
+            }
+        )
+    return docs
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        return _render_without_kubectl()
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(manifests, "Deployment")
+
+
+@pytest.fixture(scope="module")
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+@pytest.fixture(scope="module")
+def config(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    return one(manifests, "ConfigMap")["data"]
+
+
+def http_port(container: dict[str, Any]) -> dict[str, Any]:
+    ports = [p for p in container["ports"] if p.get("name") == "http"]
+    assert len(ports) == 1, "the container needs exactly one port named 'http'"
+    return ports[0]
+
+
+def refers_to(port: int | str, container_port: dict[str, Any]) -> bool:
+    return port in (container_port["name"], container_port["containerPort"])
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# --- Kubernetes ----------------------------------------------------------------------------------
+
+
+def test_kustomize_renders_cleanly() -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not installed: the other checks read k8s/*.yaml directly")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert {
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Service",
+    } <= set(kinds)
+    assert all("namespace" not in d["metadata"] for d in docs), "the base must be namespace-less"
+
+
+def test_deployment_basics(deployment: dict[str, Any]) -> None:
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert selects(spec["selector"]["matchLabels"], pod_labels(deployment))
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_probes_hit_health_endpoints_on_container_port(container: dict[str, Any]) -> None:
+    port = http_port(container)
+    expected = {
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+        "startupProbe": "/healthz",
+    }
+    for probe_name, path in expected.items():
+        probe = container[probe_name]["httpGet"]
+        assert probe["path"] == path, probe_name
+        assert refers_to(probe["port"], port), f"{probe_name} port {probe['port']!r}"
+    startup = container["startupProbe"]
+    budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
+    assert budget >= 30, "startup probe must allow several times the ~10 s start-up"
+
+
+def test_service_targets_container_port(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> None:
+    service = one(manifests, "Service")
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 80
+    assert refers_to(port["targetPort"], http_port(container))
+    assert http_port(container)["containerPort"] == 8000
+    assert selects(service["spec"]["selector"], pod_labels(deployment))
+
+
+def test_hpa_targets_deployment(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any]
+) -> None:
+    hpa = one(manifests, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        deployment["apiVersion"],
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+
+
+def test_pdb_keeps_one_pod(manifests: list[dict[str, Any]], deployment: dict[str, Any]) -> None:
+    pdb = one(manifests, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert selects(pdb["spec"]["selector"]["matchLabels"], pod_labels(deployment))
+
+
+def test_resources_set(container: dict[str, Any]) -> None:
+    resources = container["resources"]
+    assert resources["requests"] == {"cpu": "2", "memory": "1Gi"}
+    assert resources["limits"] == {"cpu": "2", "memory": "1536Mi"}
+
+
+def test_security_context(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    pod_spec = deployment["spec"]["template"]["spec"]
+    pod_sc, sc = pod_spec.get("securityContext", {}), container.get("securityContext", {})
+    assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True
+    uid = str(sc.get("runAsUser", pod_sc.get("runAsUser")))
+    assert uid == dockerfile_user().split(":")[0], "runAsUser differs from the image's USER"
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert "ALL" in sc["capabilities"]["drop"]
+    # A read-only root still needs a writable /tmp (Prometheus multiprocess dir, gunicorn).
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (volume,) = [v for v in pod_spec["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
+
+
+def test_graceful_shutdown(
+    deployment: dict[str, Any], container: dict[str, Any], config: dict[str, str]
+) -> None:
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    sleep = int(pre_stop[-1]) if pre_stop and pre_stop[0] == "sleep" else 0
+    gunicorn = max(GUNICORN_GRACEFUL_TIMEOUT, int(config.get("GUNICORN_TIMEOUT", 30)))
+    assert grace > sleep + gunicorn
+
+
+def test_prometheus_annotations(deployment: dict[str, Any], container: dict[str, Any]) -> None:
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == http_port(container)["containerPort"]
+
+
+def test_config_map(
+    config: dict[str, str], container: dict[str, Any], manifests: list[dict[str, Any]]
+) -> None:
+    assert set(config) <= CONFIG_KEYS, f"unknown keys: {sorted(set(config) - CONFIG_KEYS)}"
+    assert "MIDAS_RANDOM_WEIGHTS" not in config, "smoke mode must not be on in the base"
+    assert all(isinstance(v, str) for v in config.values())
+    assert config["MIDAS_MODEL_PATH"] == MODEL_PATH
+    assert config["MIDAS_BACKEND"] in ("onnxruntime", "torchscript")
+    assert config["GUNICORN_BIND"].rsplit(":", 1)[1] == str(http_port(container)["containerPort"])
+    refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
+    assert refs == [one(manifests, "ConfigMap")["metadata"]["name"]]
+    # Workers x threads should not oversubscribe the CPU limit.
+    if "MIDAS_THREADS" in config:
+        cpus = int(container["resources"]["limits"]["cpu"])
+        assert int(config["GUNICORN_WORKERS"]) * int(config["MIDAS_THREADS"]) <= cpus
+
+
+def test_ingress_body_limit_matches_upload_limit(
+    manifests: list[dict[str, Any]], config: dict[str, str]
+) -> None:
+    ingresses = [d for d in manifests if d["kind"] == "Ingress"]
+    if not ingresses:
+        pytest.skip("no Ingress in the base")
+    annotations = ingresses[0]["metadata"]["annotations"]
+    body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert body == f"{config.get('MIDAS_MAX_UPLOAD_MB', '10')}m"
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, keyword: str) -> list[str]:
+        return [a for k, a in self.instructions if k == keyword]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages with their (KEYWORD, arguments) instructions; comments and continuations resolved."""
+    logical, pending = [], ""
+    for raw in text.splitlines():
+        if raw.lstrip().startswith("#") or not raw.strip():
+            continue
+        if raw.rstrip().endswith("\\"):
+            pending += raw.rstrip()[:-1] + " "
+            continue
+        logical.append(pending + raw)
+        pending = ""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.strip().partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            words = rest.split()
+            base = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m[1], m[0]), words[0])
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            stages.append(Stage(name, base))
+        elif not stages and keyword == "ARG":
+            key, _, value = rest.partition("=")
+            global_args[key] = value
+        elif stages:
+            stages[-1].instructions.append((keyword, rest))
+    return stages
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+def lineage(stages: list[Stage], name: str) -> list[Stage]:
+    """The stage and the stages it is built FROM, nearest first."""
+    by_name = {s.name: s for s in stages}
+    chain = [by_name[name]]
+    while chain[-1].base in by_name:
+        chain.append(by_name[chain[-1].base])
+    return chain
+
+
+def env_of(chain: list[Stage]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for stage in reversed(chain):
+        for value in stage.args("ENV"):
+            env.update(pair.split("=", 1) for pair in shlex.split(value))
+    return env
+
+
+def dockerfile_user() -> str:
+    chain = lineage(parse_dockerfile(DOCKERFILE.read_text()), "runtime")
+    users = [u for stage in reversed(chain) for u in stage.args("USER")]
+    assert users, "the runtime image sets no USER"
+    return users[-1]
+
+
+def test_dockerfile_is_multi_stage(stages: list[Stage]) -> None:
+    names = [s.name for s in stages]
+    assert {"export", "runtime"} <= set(names)
+    assert names[-1] == "runtime", "runtime must be the last stage (the default build target)"
+    assert lineage(stages, "runtime")[-1].base == "python:3.11-slim"
+
+
+def test_runtime_excludes_export_dependencies(stages: list[Stage]) -> None:
+    for stage in lineage(stages, "runtime"):
+        text = "\n".join(a for _, a in stage.instructions)
+        assert "requirements-export" not in text, f"stage {stage.name} installs export deps"
+        for package in ("timm", "torchvision", "onnxscript"):
+            assert not re.search(rf"pip install[^\n]*\b{package}\b", text), package
+    copies_from_export = [
+        a for a in lineage(stages, "runtime")[0].args("COPY") if "--from=export" in a
+    ]
+    assert copies_from_export == ["--from=export /models/ /models/"]
+
+
+def test_export_stage_builds_the_model(stages: list[Stage]) -> None:
+    (export,) = [s for s in stages if s.name == "export"]
+    runs = "\n".join(a for s in lineage(stages, "export") for a in s.args("RUN"))
+    assert "-r requirements-export.txt" in runs
+    assert "-r requirements.txt" in runs
+    assert f"export_torchscript.py --output {MODEL_PATH}" in runs
+    assert "--random-weights" in runs and "random)" in runs
+    assert "ARG MIDAS_WEIGHTS=official" in [f"ARG {a}" for a in export.args("ARG")]
+
+
+def test_torch_comes_from_cpu_index(stages: list[Stage]) -> None:
+    runs = [a for s in lineage(stages, "runtime") for a in s.args("RUN") if "pip install" in a]
+    torch_installs = [r for r in runs if re.search(r"pip install[^&]*\btorch\b", r)]
+    assert torch_installs, "torch is not installed explicitly"
+    assert all(f"--index-url {CPU_INDEX}" in r for r in torch_installs)
+
+
+def test_runtime_user_environment_and_entrypoint(stages: list[Stage]) -> None:
+    chain = lineage(stages, "runtime")
+    user = dockerfile_user()
+    assert user.split(":")[0].isdigit(), "numeric USER lets the kubelet verify runAsNonRoot"
+    assert user.split(":")[0] != "0"
+    env = env_of(chain)
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus"
+    assert env["MIDAS_MODEL_PATH"] == MODEL_PATH
+    assert chain[0].args("EXPOSE") == ["8000"]
+    (cmd,) = chain[0].args("CMD")
+    assert json.loads(cmd) == ["gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+
+
+def test_healthcheck_uses_python_on_healthz(stages: list[Stage]) -> None:
+    (check,) = lineage(stages, "runtime")[0].args("HEALTHCHECK")
+    assert "/healthz" in check and "python" in check
+    assert "curl" not in check and "wget" not in check, "python:3.11-slim has neither"
+
+
+def test_dockerignore_admits_everything_copied(stages: list[Stage]) -> None:
+    lines = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines()]
+    rules = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert rules[0] == "*", ".dockerignore should be an allowlist"
+    allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    for stage in stages:
+        for copy in stage.args("COPY"):
+            words = [w for w in copy.split() if not w.startswith("--")]
+            if "--from=" in copy:
+                continue
+            for source in words[:-1]:
+                assert source.rstrip("/") in allowed, f"COPY {source} is excluded by .dockerignore"

@@ -1,0 +1,234 @@
+"""The Flask app in-process: the /predict contract, errors, probes, page, OpenAPI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from midas_service.config import ConfigError, Settings
+from midas_service.web import create_app
+
+
+def decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def assert_json_error(response, status: int, code: str) -> None:
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_raw_body_and_multipart_give_the_same_heatmap(client, jpeg_640x480):
+    raw = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    octet = client.post("/predict", data=jpeg_640x480, content_type="application/octet-stream")
+    form = client.post(
+        "/predict",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert raw.status_code == octet.status_code == form.status_code == 200
+    assert raw.mimetype == "image/jpeg"
+    assert decode(raw.data).shape == (480, 640, 3)
+    np.testing.assert_array_equal(decode(raw.data), decode(form.data))
+    np.testing.assert_array_equal(decode(raw.data), decode(octet.data))
+
+
+def test_parameters_may_come_from_the_form(client, jpeg_640x480):
+    response = client.post(
+        "/predict",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), "output": "depth", "format": "json"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    document = response.get_json()
+    assert (document["width"], document["height"]) == (640, 480)
+
+
+def test_request_id_is_echoed_or_generated(client, jpeg_640x480):
+    given = client.post(
+        "/predict",
+        data=jpeg_640x480,
+        content_type="image/jpeg",
+        headers={"X-Request-ID": "trace-42"},
+    )
+    assert given.headers["X-Request-ID"] == "trace-42"
+    hostile = client.get("/healthz", headers={"X-Request-ID": "bad id; with spaces"})
+    assert hostile.headers["X-Request-ID"] != "bad id; with spaces"
+    assert len(hostile.headers["X-Request-ID"]) == 32
+
+
+def test_server_timing_names_each_stage(client, jpeg_640x480):
+    response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    names = [part.split(";")[0].strip() for part in response.headers["Server-Timing"].split(",")]
+    assert names == ["decode", "preprocess", "infer", "postprocess", "encode", "total"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("output=mesh", "bad_parameter"),
+        ("output=depth&format=jpeg", "bad_parameter"),
+        ("format=npy", "bad_parameter"),
+        ("colormap=rainbow", "bad_parameter"),
+    ],
+)
+def test_bad_parameters_are_400(client, jpeg_640x480, query, code):
+    response = client.post(f"/predict?{query}", data=jpeg_640x480, content_type="image/jpeg")
+    assert_json_error(response, 400, code)
+
+
+def test_each_error_is_json_and_the_next_request_works(client, jpeg_640x480):
+    cases = [
+        (
+            client.post("/predict", data=b"<html></html>", content_type="text/html"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            client.post("/predict", data=b"GIF89a....", content_type="image/gif"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            client.post("/predict", data=b"\xff\xd8\xff\xe0broken", content_type="image/jpeg"),
+            400,
+            "undecodable_image",
+        ),
+        (client.post("/predict", data=b"", content_type="image/jpeg"), 400, "empty_image"),
+        (
+            client.post(
+                "/predict",
+                data={"file": (io.BytesIO(b"x"), "x.jpg")},
+                content_type="multipart/form-data",
+            ),
+            400,
+            "missing_image",
+        ),
+        (
+            client.post(
+                "/predict", data=b"\xff\xd8\xff" + bytes(3 << 20), content_type="image/jpeg"
+            ),
+            413,
+            "too_large",
+        ),
+        (client.get("/no/such/page"), 404, "not_found"),
+        (client.get("/predict"), 405, "method_not_allowed"),
+        (client.delete("/healthz"), 405, "method_not_allowed"),
+    ]
+    for response, status, code in cases:
+        assert_json_error(response, status, code)
+        assert (
+            client.post("/predict", data=jpeg_640x480, content_type="image/jpeg").status_code == 200
+        )
+
+
+def test_an_internal_error_is_a_json_500_without_traceback(loaded_app, jpeg_640x480, monkeypatch):
+    runtime = loaded_app.extensions["midas_runtime"]
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(runtime.estimator, "predict", explode)
+    client = loaded_app.test_client()
+    response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    assert_json_error(response, 500, "internal_error")
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    monkeypatch.undo()
+    assert client.post("/predict", data=jpeg_640x480, content_type="image/jpeg").status_code == 200
+
+
+def test_not_ready_is_503_and_health_stays_alive(model_path, jpeg_640x480):
+    settings = Settings(model_path=model_path, allow_untrained=True, ready_wait_s=0.2)
+    app = create_app(settings, load_model=False)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["ready"] is False
+    response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    assert_json_error(response, 503, "not_ready")
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_untrained_model_is_refused_unless_allowed(random_model_path):
+    app = create_app(Settings(model_path=random_model_path, warmup_runs=0), load_model=False)
+    runtime = app.extensions["midas_runtime"]
+    runtime.load()
+    assert not runtime.ready and "MIDAS_RANDOM_WEIGHTS" in runtime.error
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 500
+    assert client.get("/readyz").status_code == 503
+
+
+def test_readyz_reports_model_metadata(client, weights_file):
+    from midas_service.weights import sha256_of
+
+    info = client.get("/readyz").get_json()
+    assert info["ready"] is True and info["threads"] >= 1
+    assert info["metadata"]["weights_sha256"] == sha256_of(weights_file)
+    assert info["metadata"]["input_rule"] and info["metadata"]["torch_version"]
+
+
+def test_openapi_describes_predict(client):
+    spec = client.get("/openapi.json").get_json()
+    predict = spec["paths"]["/predict"]["post"]
+    params = {p["name"]: p for p in predict["parameters"]}
+    assert params["output"]["schema"]["enum"] == ["heatmap", "depth", "side"]
+    assert "inferno" in params["colormap"]["schema"]["enum"]
+    assert {"multipart/form-data", "image/*"} <= set(predict["requestBody"]["content"])
+    assert {"400", "413", "415", "500", "503"} <= set(predict["responses"])
+    json.dumps(spec)
+
+
+def test_upload_page_works_without_javascript(client, jpeg_640x480):
+    page = client.get("/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<script" not in html
+    assert 'enctype="multipart/form-data"' in html
+    result = client.post(
+        "/",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), "colormap": "viridis"},
+        content_type="multipart/form-data",
+    )
+    assert result.status_code == 200
+    assert "data:image/jpeg;base64," in result.get_data(as_text=True)
+    bad = client.post(
+        "/",
+        data={"image": (io.BytesIO(b"not an image"), "x.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 415 and "not a supported image" in bad.get_data(as_text=True)
+
+
+def test_untrained_banner_is_shown_only_for_an_untrained_model(client, random_model_path):
+    assert "untrained model" not in client.get("/").get_data(as_text=True)
+    settings = Settings(model_path=random_model_path, allow_untrained=True, warmup_runs=0)
+    app = create_app(settings, load_model=False)
+    app.extensions["midas_runtime"].load()
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert "untrained model" in page
+
+
+def test_settings_from_environment():
+    settings = Settings.from_env(
+        {
+            "MIDAS_MAX_UPLOAD_MB": "5",
+            "MIDAS_MAX_PIXELS": "4e6",
+            "MIDAS_BACKEND": "torchscript",
+            "MIDAS_RANDOM_WEIGHTS": "1",
+        }
+    )
+    assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.max_pixels == 4_000_000
+    assert settings.backend == "torchscript" and settings.allow_untrained
+    assert Settings.from_env({}) == Settings()
+    with pytest.raises(ConfigError):
+        Settings.from_env({"MIDAS_BACKEND": "tensorflow"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"MIDAS_THREADS": "two"})
