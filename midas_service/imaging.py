@@ -64,7 +64,9 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
                 return probe.size
-    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+    except Image.DecompressionBombError as exc:  # over 2x Pillow's limit: too large, not corrupt
+        raise ImageTooLarge(f"the {fmt} header declares far too many pixels") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise UndecodableImage(f"cannot read the {fmt} header: truncated or corrupt") from exc
 
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up and start the service on http://127.0.0.1:8000 (Gunicorn; see README for nginx).
+#   ./scripts/serve.sh                          # official weights (downloaded once, cached)
+#   MIDAS_WEIGHTS_FILE=path/to/midas_v21_small_256.pt ./scripts/serve.sh
+#   MIDAS_RANDOM_WEIGHTS=1 ./scripts/serve.sh   # offline smoke run: MEANINGLESS depth
+source "$(dirname "$0")/env.sh"
+ensure_venv
+cd "$PROJECT_ROOT"
+
+model="${MIDAS_MODEL_PATH:-models/midas_small.pt}"
+random="${MIDAS_RANDOM_WEIGHTS:-0}"
+export MIDAS_MODEL_PATH="$model"
+
+if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
+    if [ "$random" = "1" ]; then
+        log "exporting a RANDOM-weights model to $model (smoke mode: depth is meaningless)"
+        python scripts/export_torchscript.py --random-weights --output "$model"
+    elif [ -n "${MIDAS_WEIGHTS_FILE:-}" ]; then
+        python scripts/export_torchscript.py --weights "$MIDAS_WEIGHTS_FILE" --output "$model"
+    elif ! python scripts/export_torchscript.py --output "$model"; then
+        log "no model: put the official checkpoint somewhere and run"
+        log "    MIDAS_WEIGHTS_FILE=/path/to/midas_v21_small_256.pt ./scripts/serve.sh"
+        log "or try the service with random weights (meaningless depth):"
+        log "    MIDAS_RANDOM_WEIGHTS=1 ./scripts/serve.sh"
+        exit 1
+    fi
+fi
+
+export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
+log "serving $model on http://$GUNICORN_BIND (Ctrl-C to stop)"
+exec gunicorn -c gunicorn.conf.py app:app
