@@ -9,6 +9,7 @@
 | MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
 | MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
 | MIDAS_RANDOM_WEIGHTS | 0                     | 1 = allow serving an untrained model     |
+| MIDAS_ORT_SPINNING   | 0                     | 1 = ONNX Runtime threads busy-wait       |
 | MIDAS_WARMUP_RUNS    | 3                     | inferences before the worker is ready    |
 | MIDAS_READY_WAIT_S   | 20                    | how long /predict waits for a warming worker |
 | MIDAS_LOG_LEVEL      | info                  | debug, info, warning, error              |
@@ -38,6 +39,7 @@ class Settings:
     max_pixels: int = 40_000_000
     colormap: str = DEFAULT_COLORMAP
     allow_untrained: bool = False
+    ort_spinning: bool = False
     warmup_runs: int = 3
     ready_wait_s: float = 20.0
     log_level: str = "info"
@@ -51,6 +53,9 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(name, "").strip() or default
 
+        def flag(value: str) -> bool:
+            return value.lower() in ("1", "true", "yes")
+
         try:
             settings = cls(
                 model_path=Path(get("MIDAS_MODEL_PATH", str(cls.model_path))),
@@ -59,7 +64,8 @@ class Settings:
                 max_upload_mb=float(get("MIDAS_MAX_UPLOAD_MB", str(cls.max_upload_mb))),
                 max_pixels=int(float(get("MIDAS_MAX_PIXELS", str(cls.max_pixels)))),
                 colormap=get("MIDAS_COLORMAP", cls.colormap),
-                allow_untrained=get("MIDAS_RANDOM_WEIGHTS", "0").lower() in ("1", "true", "yes"),
+                allow_untrained=flag(get("MIDAS_RANDOM_WEIGHTS", "0")),
+                ort_spinning=flag(get("MIDAS_ORT_SPINNING", "0")),
                 warmup_runs=int(get("MIDAS_WARMUP_RUNS", str(cls.warmup_runs))),
                 ready_wait_s=float(get("MIDAS_READY_WAIT_S", str(cls.ready_wait_s))),
                 log_level=get("MIDAS_LOG_LEVEL", cls.log_level).lower(),

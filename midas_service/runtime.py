@@ -64,8 +64,9 @@ class ModelRuntime:
                 return
             start = time.perf_counter()
             try:
+                settings = self.settings
                 engine = engine or load_engine(
-                    self.settings.model_path, self.settings.backend, self.settings.threads
+                    settings.model_path, settings.backend, settings.threads, settings.ort_spinning
                 )
                 if engine.metadata.get("untrained") and not self.settings.allow_untrained:
                     raise UntrainedModelRefused(

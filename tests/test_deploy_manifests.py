@@ -29,6 +29,7 @@ CONFIG_KEYS = {
     "MIDAS_MODEL_PATH",
     "MIDAS_BACKEND",
     "MIDAS_THREADS",
+    "MIDAS_ORT_SPINNING",
     "MIDAS_MAX_UPLOAD_MB",
     "MIDAS_MAX_PIXELS",
     "MIDAS_COLORMAP",
@@ -263,10 +264,13 @@ def test_config_map(
     assert config["GUNICORN_BIND"].rsplit(":", 1)[1] == str(http_port(container)["containerPort"])
     refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
     assert refs == [one(manifests, "ConfigMap")["metadata"]["name"]]
-    # Workers x threads should not oversubscribe the CPU limit.
-    if "MIDAS_THREADS" in config:
-        cpus = int(container["resources"]["limits"]["cpu"])
-        assert int(config["GUNICORN_WORKERS"]) * int(config["MIDAS_THREADS"]) <= cpus
+    # Workers x threads may exceed the CPU limit only with sleeping (non-spinning) ORT threads:
+    # spinning threads of two workers starve each other (measured: 45 -> 28 req/s at c=4).
+    cpus = int(container["resources"]["limits"]["cpu"])
+    threads = int(config.get("MIDAS_THREADS", cpus))
+    if int(config["GUNICORN_WORKERS"]) * threads > cpus:
+        assert config["MIDAS_BACKEND"] == "onnxruntime"
+        assert config.get("MIDAS_ORT_SPINNING", "0") == "0"
 
 
 def test_ingress_body_limit_matches_upload_limit(

@@ -52,6 +52,21 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
     assert (document["width"], document["height"]) == (640, 480)
 
 
+def test_a_second_file_is_refused_not_dropped(client, jpeg_640x480):
+    response = client.post(
+        "/predict",
+        data={"image": [(io.BytesIO(jpeg_640x480), "a.jpg"), (io.BytesIO(jpeg_640x480), "b.jpg")]},
+        content_type="multipart/form-data",
+    )
+    assert_json_error(response, 400, "bad_parameter")
+    extra = client.post(
+        "/predict",
+        data={"image": (io.BytesIO(jpeg_640x480), "a.jpg"), "mask": (io.BytesIO(b"x"), "m.png")},
+        content_type="multipart/form-data",
+    )
+    assert_json_error(extra, 400, "bad_parameter")
+
+
 def test_request_id_is_echoed_or_generated(client, jpeg_640x480):
     given = client.post(
         "/predict",
@@ -78,6 +93,8 @@ def test_server_timing_names_each_stage(client, jpeg_640x480):
         ("output=depth&format=jpeg", "bad_parameter"),
         ("format=npy", "bad_parameter"),
         ("colormap=rainbow", "bad_parameter"),
+        ("colourmap=magma", "bad_parameter"),
+        ("output=depth&output=heatmap", "bad_parameter"),
     ],
 )
 def test_bad_parameters_are_400(client, jpeg_640x480, query, code):

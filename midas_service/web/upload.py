@@ -27,8 +27,14 @@ class Options:
     colormap: str
 
 
+PARAMETERS = ("output", "format", "colormap")
+
+
 def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
-    value = request.args.get(name) or request.form.get(name) or default
+    given = request.args.getlist(name) + request.form.getlist(name)
+    if len(given) > 1:
+        raise BadParameter(f"{name} is given {len(given)} times; send it once")
+    value = (given[0] if given else "") or default
     value = value.strip().lower()
     if value not in choices:
         raise BadParameter(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -36,6 +42,12 @@ def _choice(request: Request, name: str, choices: tuple[str, ...], default: str)
 
 
 def read_options(request: Request, default_colormap: str) -> Options:
+    """Validated options; unknown names are refused rather than silently ignored."""
+    unknown = sorted((set(request.args) | set(request.form)) - set(PARAMETERS))
+    if unknown:
+        raise BadParameter(
+            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}"
+        )
     output = _choice(request, "output", OUTPUTS, "heatmap")
     fmt = _choice(request, "format", FORMATS[output], DEFAULT_FORMAT[output])
     colormap = _choice(request, "colormap", tuple(COLORMAPS), default_colormap)
@@ -46,10 +58,13 @@ def read_image_bytes(request: Request) -> bytes:
     """The multipart field ``image``, or the whole body for image/* and octet-stream uploads."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
-        upload = request.files.get("image")
-        if upload is None:
+        uploads = request.files.getlist("image")
+        if not uploads:
             raise MissingImage("send the photo in the multipart field 'image'")
-        return upload.read()
+        extra = sorted(set(request.files) - {"image"})
+        if len(uploads) > 1 or extra:
+            raise BadParameter("send exactly one file, in the multipart field 'image'")
+        return uploads[0].read()
     if mimetype.startswith("image/") or mimetype in RAW_BODY_TYPES:
         return request.get_data(cache=False)
     if not mimetype and not request.content_length:

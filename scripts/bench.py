@@ -1,0 +1,478 @@
+"""Benchmark the depth service on this machine and print one table; also writes JSON.
+
+    python scripts/bench.py                       # full run (~4 minutes on 2 cores)
+    python scripts/bench.py --quick               # shorter load runs, for a smoke check
+
+Measures, in one run: model-only latency of each backend (and the TorchScript tuning steps),
+pre/post-processing cost, end-to-end latency through Gunicorn and through nginx, throughput
+at concurrency 1/2/4/8 with wrk, RSS per worker, and time from start to /readyz 200, for
+several workers x threads layouts. Input: a real photo (scikit-image's chelsea) at 640x480.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import cv2
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from midas_service import encode, visualize  # noqa: E402
+from midas_service.engine import available_cpus, load_engine  # noqa: E402
+from midas_service.imaging import decode_image  # noqa: E402
+from midas_service.pipeline import DepthEstimator, upsample  # noqa: E402
+from midas_service.preprocess import to_network_input  # noqa: E402
+from tests.servers import gunicorn, nginx, wait_for  # noqa: E402
+
+log = logging.getLogger("bench")
+SIZES = {"256x256": (256, 256), "256x192": (192, 256)}  # label WxH -> (h, w)
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "image/jpeg"
+local f = io.open("{path}", "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+def timings(fn: Callable[[], object], runs: int, warmup: int = 5) -> dict[str, float]:
+    """p50/p90/min milliseconds of ``fn`` over ``runs`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": float(np.percentile(samples, 50)),
+        "p90_ms": float(np.percentile(samples, 90)),
+        "p99_ms": float(np.percentile(samples, 99)),
+        "min_ms": float(min(samples)),
+    }
+
+
+def photo_jpeg() -> bytes:
+    from skimage import data
+
+    rgb = cv2.resize(data.chelsea(), (640, 480), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buffer.tobytes()
+
+
+def machine_info() -> dict[str, object]:
+    import gunicorn as gunicorn_pkg
+    import onnxruntime
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "usable_cores": available_cpus(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "flask": importlib.metadata.version("flask"),
+        "gunicorn": gunicorn_pkg.__version__,
+    }
+
+
+def model_only(model: Path, runs: int) -> list[dict[str, object]]:
+    rows = []
+    for backend in ("onnxruntime", "torchscript"):
+        for threads in (1, 2):
+            engine = load_engine(model, backend, threads)
+            for label, (h, w) in SIZES.items():
+                batch = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
+                stats = timings(lambda e=engine, b=batch: e.infer(b), runs)
+                rows.append({"backend": backend, "threads": threads, "size": label, **stats})
+                log.info(
+                    "model-only %s %d threads %s: %.1f ms", backend, threads, label, stats["p50_ms"]
+                )
+    return rows
+
+
+def torchscript_variants(runs: int) -> list[dict[str, object]]:
+    """The TorchScript tuning steps at 256x192, 2 threads (random weights: speed only)."""
+    import warnings
+
+    import torch
+
+    from midas_service.model import build_model
+    from midas_service.weights import random_state_dict
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(2)
+    model = build_model()
+    model.load_state_dict(random_state_dict(0))
+    x = torch.randn(1, 3, 192, 256)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    rows = []
+
+    def add(name: str, fn: Callable[[], object]) -> None:
+        with torch.inference_mode():
+            stats = timings(fn, runs)
+        rows.append({"variant": name, **stats})
+        log.info("torchscript variant %s: %.1f ms", name, stats["p50_ms"])
+
+    with torch.no_grad():
+        add("eager (upstream style)", lambda: model(x))
+        frozen = torch.jit.freeze(torch.jit.trace(model, x).eval())
+        add("traced + frozen", lambda: frozen(x))
+        model_cl = model.to(memory_format=torch.channels_last)
+        frozen_cl = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
+        add("traced + frozen, channels-last", lambda: frozen_cl(x))
+        served = torch.jit.optimize_for_inference(
+            torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
+        )
+        add("+ optimize_for_inference (served)", lambda: served(x))
+        torch.jit.enable_onednn_fusion(True)
+        fused = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
+        fused(x_cl)
+        fused(x_cl)
+        add("frozen channels-last + oneDNN graph fusion", lambda: fused(x_cl))
+        torch.jit.enable_onednn_fusion(False)
+    return rows
+
+
+def processing_costs(model: Path, jpeg: bytes, runs: int) -> dict[str, dict[str, float]]:
+    rgb = decode_image(jpeg, 1 << 30, 1 << 30)
+    depth = DepthEstimator(load_engine(model, "onnxruntime", 2)).predict(rgb)
+    prediction = np.ascontiguousarray(depth[::2, ::2][:192, :256])
+    heat = visualize.heatmap(depth)
+    return {
+        "decode": timings(lambda: decode_image(jpeg, 1 << 30, 1 << 30), runs),
+        "preprocess": timings(lambda: to_network_input(rgb), runs),
+        "postprocess": timings(lambda: upsample(prediction, 480, 640), runs),
+        "heatmap": timings(lambda: visualize.heatmap(depth), runs),
+        "encode_jpeg": timings(lambda: encode.encode_picture(heat, "jpeg"), runs),
+    }
+
+
+def sequential_latency(url: str, jpeg: bytes, runs: int) -> dict[str, float]:
+    session = requests.Session()
+
+    def one() -> None:
+        response = session.post(
+            f"{url}/predict", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=30
+        )
+        response.raise_for_status()
+
+    return timings(one, runs)
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    """Requests/s, latency percentiles (ms) and error counts from ``wrk --latency`` output."""
+
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+        return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+    result: dict[str, float] = {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "requests": float(re.search(r"(\d+) requests in", text).group(1)),
+    }
+    for pct in ("50", "90", "99"):
+        match = re.search(rf"^\s+{pct}%\s+(\S+)", text, flags=re.M)
+        result[f"p{pct}_ms"] = ms(match.group(1)) if match else float("nan")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    result["errors"] = float(
+        (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(int(v) for v in sockets.groups()) if sockets else 0)
+    )
+    return result
+
+
+def wrk(url: str, body_path: Path, connections: int, seconds: int) -> dict[str, float]:
+    script = body_path.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT.format(path=body_path))
+    output = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(min(connections, 2)),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"{url}/predict",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return parse_wrk(output)
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        sizes.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
+    return sizes
+
+
+def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, str]]:
+    """``WxT`` plus options: ``2x2``, ``2x2+spin`` (ORT spinning on), ``2x2+torchscript``."""
+    shape, *options = text.lower().split("+")
+    workers, threads = (int(v) for v in shape.split("x"))
+    env = {"MIDAS_THREADS": str(threads), "MIDAS_BACKEND": default_backend}
+    for option in options:
+        if option == "spin":
+            env["MIDAS_ORT_SPINNING"] = "1"
+        elif option in ("torchscript", "onnxruntime"):
+            env["MIDAS_BACKEND"] = option
+        else:
+            raise ValueError(f"unknown layout option {option!r} in {text!r}")
+    return workers, threads, env
+
+
+def measure_layout(
+    model: Path, workdir: Path, jpeg_path: Path, layout: str, args: argparse.Namespace
+) -> dict[str, object]:
+    jpeg = jpeg_path.read_bytes()
+    workers, threads, env = parse_layout(layout, args.backend)
+    row: dict[str, object] = {
+        "layout": layout,
+        "workers": workers,
+        "threads": threads,
+        "backend": env["MIDAS_BACKEND"],
+    }
+    start = time.monotonic()
+    with ExitStack() as stack:
+        url, process = stack.enter_context(
+            gunicorn(model, workdir, workers=workers, wait=False, **env)
+        )
+        wait_for(f"{url}/readyz", process)
+        # Every worker warm: ask until each pid has answered ready.
+        pids: set[int] = set()
+        while len(pids) < workers:
+            pids.add(requests.get(f"{url}/readyz", timeout=5).json()["pid"])
+        row["start_to_ready_s"] = round(time.monotonic() - start, 2)
+        row["rss_after_warmup_mb"] = worker_rss_mb(process.pid)
+        row["gunicorn_c1"] = sequential_latency(url, jpeg, args.requests)
+        served = args.requests
+        row["wrk"] = {}
+        for connections in (1, 2, 4, 8):
+            result = wrk(url, jpeg_path, connections, args.duration)
+            row["wrk"][connections] = result
+            served += int(result["requests"])
+            log.info(
+                "%s c=%d: %.1f req/s p50 %.1f ms p99 %.1f ms errors %d",
+                layout,
+                connections,
+                result["requests_per_s"],
+                result["p50_ms"],
+                result["p99_ms"],
+                result["errors"],
+            )
+        while served < 1000:
+            served += int(wrk(url, jpeg_path, 4, 2)["requests"])
+        row["requests_served"] = served
+        row["rss_after_requests_mb"] = worker_rss_mb(process.pid)
+        if args.with_nginx:
+            proxy = stack.enter_context(nginx(url, workdir))
+            row["nginx_c1"] = sequential_latency(proxy, jpeg, args.requests)
+            row["nginx_wrk_c4"] = wrk(proxy, jpeg_path, 4, args.duration)
+    return row
+
+
+def ensure_model(path: Path | None, workdir: Path) -> Path:
+    if path is not None:
+        return path
+    output = workdir / "bench-model.pt"
+    log.info("exporting a random-weights model for timing (speed does not depend on weights)")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--random-weights",
+            "--output",
+            str(output),
+        ],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    return output
+
+
+def print_report(report: dict[str, object]) -> None:
+    info = report["machine"]
+    print(f"\n# MiDaS small service benchmark, {info['date']}")
+    print(
+        f"{info['cpu']}, {info['usable_cores']} usable cores; torch {info['torch']}, "
+        f"onnxruntime {info['onnxruntime']}, opencv {info['opencv']}\n"
+    )
+    print("## Model only (ms)\n")
+    print("| backend | threads | input | p50 | p90 | min |\n|---|---|---|---|---|---|")
+    for r in report["model_only"]:
+        print(
+            f"| {r['backend']} | {r['threads']} | {r['size']} | {r['p50_ms']:.1f} | "
+            f"{r['p90_ms']:.1f} | {r['min_ms']:.1f} |"
+        )
+    if report.get("torchscript_variants"):
+        print("\n## TorchScript tuning, 256x192, 2 threads (ms)\n")
+        print("| variant | p50 | min |\n|---|---|---|")
+        for r in report["torchscript_variants"]:
+            print(f"| {r['variant']} | {r['p50_ms']:.1f} | {r['min_ms']:.1f} |")
+    print("\n## Pre/post-processing, 640x480 JPEG (ms, p50)\n")
+    print(" | ".join(f"{k} {v['p50_ms']:.2f}" for k, v in report["processing"].items()))
+    print("\n## Service layouts (640x480 JPEG -> heatmap JPEG)\n")
+    print(
+        "| workers x threads | ready s | c=1 p50 | c=1 p99 | req/s c=1 | c=2 | c=4 | c=8 "
+        "| p99 c=4 | errors | RSS MB (warm -> after N req) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in report["layouts"]:
+        w = r["wrk"]
+        errors = sum(int(w[c]["errors"]) for c in w)
+        rss = "/".join(
+            f"{a:.0f}->{b:.0f}"
+            for a, b in zip(r["rss_after_warmup_mb"], r["rss_after_requests_mb"], strict=False)
+        )
+        print(
+            f"| {r['layout']} ({r['backend']}) | {r['start_to_ready_s']} | "
+            f"{r['gunicorn_c1']['p50_ms']:.1f} | {r['gunicorn_c1']['p99_ms']:.1f} | "
+            f"{w[1]['requests_per_s']:.1f} | {w[2]['requests_per_s']:.1f} | "
+            f"{w[4]['requests_per_s']:.1f} | {w[8]['requests_per_s']:.1f} | "
+            f"{w[4]['p99_ms']:.1f} | {errors} | {rss} (N={r['requests_served']}) |"
+        )
+        if "nginx_c1" in r:
+            print(
+                f"|   via nginx | | {r['nginx_c1']['p50_ms']:.1f} | {r['nginx_c1']['p99_ms']:.1f}"
+                f" | | | {r['nginx_wrk_c4']['requests_per_s']:.1f} | | "
+                f"{r['nginx_wrk_c4']['p99_ms']:.1f} | {int(r['nginx_wrk_c4']['errors'])} | |"
+            )
+    t = report["targets"]
+    print("\n## Targets (same run)\n")
+    for line in t["lines"]:
+        print(f"- {line}")
+
+
+def targets(report: dict[str, object], chosen: dict[str, object]) -> dict[str, object]:
+    ort = next(
+        r
+        for r in report["model_only"]
+        if r["backend"] == "onnxruntime" and r["threads"] == 2 and r["size"] == "256x192"
+    )["p50_ms"]
+    ts = next(
+        r
+        for r in report["model_only"]
+        if r["backend"] == "torchscript" and r["threads"] == 2 and r["size"] == "256x192"
+    )["p50_ms"]
+    e2e = chosen["gunicorn_c1"]["p50_ms"]
+    c4 = chosen["wrk"][4]
+    processing = report["processing"]
+    prepost = sum(processing[k]["p50_ms"] for k in processing)
+    rss = max(chosen["rss_after_requests_mb"])
+    layout = chosen["layout"]
+    lines = [
+        f"end-to-end p50 (layout {layout}, Gunicorn) {e2e:.1f} ms = {e2e / ort:.2f}x ORT model "
+        f"p50 {ort:.1f} ms (target <= 1.5x)",
+        f"throughput c=4 {c4['requests_per_s']:.1f} req/s = {c4['requests_per_s'] * ort / 1000:.2f}"
+        f"x of 1/ORT p50 (target >= 0.8x), p99 {c4['p99_ms']:.1f} ms, errors {int(c4['errors'])}",
+        f"TorchScript (served) p50 {ts:.1f} ms = {ts / ort:.2f}x ORT (target <= 1.5x)",
+        f"pre/post-processing {prepost:.1f} ms = {100 * prepost / e2e:.0f}% of end-to-end "
+        "(target <= 15%)",
+        f"max RSS per worker {rss:.0f} MB (target <= 400 MB)",
+        f"start to ready {chosen['start_to_ready_s']} s (target <= 10 s)",
+    ]
+    return {"ort_p50_ms": ort, "layout": layout, "lines": lines}
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="exported .pt (default: export random weights)")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torchscript"])
+    parser.add_argument(
+        "--layouts",
+        default="1x2,2x1,2x2,2x2+spin,2x2+torchscript",
+        help="workers x threads to compare; +spin: ORT spinning on; +torchscript: that backend",
+    )
+    parser.add_argument("--chosen", default="2x2", help="layout the targets are judged on")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--requests", type=int, default=100, help="sequential requests at c=1")
+    parser.add_argument("--runs", type=int, default=50, help="model-only repetitions")
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke check)")
+    parser.add_argument("--no-torch-variants", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args()
+    args.with_nginx = True
+    if args.quick:
+        args.duration, args.requests, args.runs = 2, 20, 10
+    if shutil.which("wrk") is None:
+        log.error("wrk is not installed (apt-get install wrk)")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        model = ensure_model(args.model, workdir)
+        jpeg = photo_jpeg()
+        jpeg_path = workdir / "photo-640x480.jpg"
+        jpeg_path.write_bytes(jpeg)
+        report: dict[str, object] = {"machine": machine_info()}
+        report["model_only"] = model_only(model, args.runs)
+        report["torchscript_variants"] = (
+            [] if args.no_torch_variants else torchscript_variants(args.runs)
+        )
+        report["processing"] = processing_costs(model, jpeg, args.runs)
+        report["layouts"] = []
+        for layout in args.layouts.split(","):
+            layout_dir = workdir / layout
+            layout_dir.mkdir()
+            report["layouts"].append(measure_layout(model, layout_dir, jpeg_path, layout, args))
+        chosen = next(
+            (r for r in report["layouts"] if r["layout"] == args.chosen), report["layouts"][0]
+        )
+        report["targets"] = targets(report, chosen)
+    args.output.mkdir(parents=True, exist_ok=True)
+    out = args.output / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print_report(report)
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    sys.exit(main())
