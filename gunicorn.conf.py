@@ -40,6 +40,7 @@ preload_app = False  # the model must load in each worker, after fork, never in 
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 backlog = 256
+control_socket_disable = True  # unused; one fixed path would collide between instances
 limit_request_line = 8190
 
 # Intra-op threads per worker (see the layout table above).
