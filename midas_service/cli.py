@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"default: {DEFAULT_BACKEND}"
     )
     predict.add_argument(
-        "--threads", type=int, default=None, help="intra-op threads (default: all usable cores)"
+        "--threads",
+        type=int,
+        default=int(os.environ["MIDAS_THREADS"]) if os.environ.get("MIDAS_THREADS") else None,
+        help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
     )
     return parser
 

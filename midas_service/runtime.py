@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
+import platform
 import threading
 import time
 
@@ -14,6 +16,18 @@ from midas_service.engine import Engine, load_engine
 from midas_service.pipeline import DepthEstimator
 
 log = logging.getLogger(__name__)
+
+
+def runtime_versions() -> dict[str, str]:
+    """Versions of what this worker runs with (the export-time torch is in the metadata)."""
+    names = ("onnxruntime", "torch", "opencv-python-headless", "numpy", "flask", "gunicorn")
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 class ModelNotReady(Exception):
@@ -94,6 +108,7 @@ class ModelRuntime:
             "ready": self.ready,
             "backend": self.settings.backend,
             "pid": os.getpid(),
+            "versions": runtime_versions(),
         }
         if self._estimator is not None:
             engine = self._estimator.engine

@@ -191,6 +191,7 @@ def test_readyz_reports_model_metadata(client, weights_file):
     assert info["ready"] is True and info["threads"] >= 1
     assert info["metadata"]["weights_sha256"] == sha256_of(weights_file)
     assert info["metadata"]["input_rule"] and info["metadata"]["torch_version"]
+    assert {"python", "onnxruntime", "numpy"} <= set(info["versions"])
 
 
 def test_openapi_describes_predict(client):
