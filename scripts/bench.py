@@ -41,6 +41,7 @@ from midas_service.imaging import decode_image  # noqa: E402
 from midas_service.pipeline import DepthEstimator, upsample  # noqa: E402
 from midas_service.preprocess import to_network_input  # noqa: E402
 from tests.servers import gunicorn, nginx, wait_for  # noqa: E402
+from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("bench")
 SIZES = {"256x256": (256, 256), "256x192": (192, 256)}  # label WxH -> (h, w)
@@ -68,15 +69,6 @@ def timings(fn: Callable[[], object], runs: int, warmup: int = 5) -> dict[str, f
         "p99_ms": float(np.percentile(samples, 99)),
         "min_ms": float(min(samples)),
     }
-
-
-def photo_jpeg() -> bytes:
-    from skimage import data
-
-    rgb = cv2.resize(data.chelsea(), (640, 480), interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buffer.tobytes()
 
 
 def machine_info() -> dict[str, object]:
@@ -318,20 +310,8 @@ def measure_layout(
 def ensure_model(path: Path | None, workdir: Path) -> Path:
     if path is not None:
         return path
-    output = workdir / "bench-model.pt"
     log.info("exporting a random-weights model for timing (speed does not depend on weights)")
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
-            "--random-weights",
-            "--output",
-            str(output),
-        ],
-        check=True,
-        stderr=subprocess.DEVNULL,
-    )
-    return output
+    return export_model(workdir / "bench-model.pt", "--random-weights", quiet=True)
 
 
 def print_report(report: dict[str, object]) -> None:
@@ -447,7 +427,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         model = ensure_model(args.model, workdir)
-        jpeg = photo_jpeg()
+        jpeg = photo_640x480_jpeg()
         jpeg_path = workdir / "photo-640x480.jpg"
         jpeg_path.write_bytes(jpeg)
         report: dict[str, object] = {"machine": machine_info()}

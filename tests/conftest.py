@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import export_model, photo_640x480_jpeg
+
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -30,35 +29,14 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_path(tmp_path_factory: pytest.TempPathFactory, weights_file: Path) -> Path:
     """TorchScript + ONNX exported by the real script from ``weights_file``."""
     output = tmp_path_factory.mktemp("model") / "midas_small.pt"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
-            "--weights",
-            str(weights_file),
-            "--output",
-            str(output),
-        ],
-        check=True,
-    )
-    return output
+    return export_model(output, "--weights", str(weights_file))
 
 
 @pytest.fixture(scope="session")
 def random_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model exported with --random-weights: its metadata says untrained."""
     output = tmp_path_factory.mktemp("random-model") / "random.pt"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
-            "--random-weights",
-            "--output",
-            str(output),
-        ],
-        check=True,
-    )
-    return output
+    return export_model(output, "--random-weights")
 
 
 @pytest.fixture(scope="session")
@@ -75,13 +53,7 @@ def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def jpeg_640x480() -> bytes:
-    """A real photo (chelsea, 451x300) resized to 640x480 and JPEG-encoded."""
-    from skimage import data
-
-    rgb = cv2.resize(data.chelsea(), (640, 480), interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok
-    return buffer.tobytes()
+    return photo_640x480_jpeg()
 
 
 def range_error(got: np.ndarray, expected: np.ndarray) -> float:

@@ -16,7 +16,8 @@ from string import Template
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 NGINX_TEMPLATE = ROOT / "nginx" / "midas.conf.template"
 
 

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def run_cli(*args):

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 from midas_service.engine import BACKENDS, load_engine
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_random_weights_export_is_marked_untrained(random_model_path):

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from midas_service.model import build_model
 from midas_service.weights import read_state_dict
-from tests.conftest import PHOTO_NAMES, ROOT, range_error
+from tests.conftest import PHOTO_NAMES, range_error
+from tests.support import ROOT
 
 
 def reference_size(height: int, width: int) -> tuple[int, int]:

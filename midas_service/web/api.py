@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from midas_service import encode, visualize
 from midas_service.imaging import decode_image
 from midas_service.pipeline import StageTimes
+from midas_service.runtime import ModelRuntime
 from midas_service.web import metrics
 from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options
@@ -16,11 +18,11 @@ from midas_service.web.upload import Options, read_image_bytes, read_options
 api = Blueprint("api", __name__)
 
 
-def runtime():
+def runtime() -> ModelRuntime:
     return current_app.extensions["midas_runtime"]
 
 
-def render(rgb, depth, options: Options) -> tuple[bytes, str]:
+def render(rgb: np.ndarray, depth: np.ndarray, options: Options) -> tuple[bytes, str]:
     """The response body and media type for the requested output."""
     if options.output == "depth":
         return encode.encode_depth(depth, options.format), encode.DEPTH_MEDIA_TYPES[options.format]

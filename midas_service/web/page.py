@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from midas_service.imaging import ImageError
 from midas_service.visualize import COLORMAPS
+from midas_service.web.api import run_prediction
 from midas_service.web.errors import IMAGE_ERRORS, ApiError
 from midas_service.web.upload import Options, read_image_bytes
 
@@ -34,8 +35,6 @@ def index() -> str:
 
 @page.post("/")
 def index_result() -> tuple[str, int]:
-    from midas_service.web.api import run_prediction
-
     colormap = request.form.get("colormap", "")
     if colormap not in COLORMAPS:
         colormap = current_app.config["MIDAS_SETTINGS"].colormap

@@ -1,0 +1,37 @@
+"""Helpers shared by the test fixtures and scripts/bench.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def export_model(output: Path, *source: str, quiet: bool = False) -> Path:
+    """Run the real export script (``source``: ``--weights PATH`` or ``--random-weights``)."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            *source,
+            "--output",
+            str(output),
+        ],
+        check=True,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
+    return output
+
+
+def photo_640x480_jpeg() -> bytes:
+    """A real photo (scikit-image's chelsea, 451x300) resized to 640x480, as JPEG bytes."""
+    from skimage import data
+
+    rgb = cv2.resize(data.chelsea(), (640, 480), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buffer.tobytes()
