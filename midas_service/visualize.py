@@ -16,14 +16,19 @@ COLORMAPS: dict[str, int | None] = {
 DEFAULT_COLORMAP = "inferno"
 
 
+CV_DEPTHS = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
+
+
 def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
-    """Min-max scale to 0..top; a constant map becomes all zeros instead of dividing by zero."""
-    low, high = float(depth.min()), float(depth.max())
+    """Min-max scale to 0..top (rounded); a constant map becomes all zeros.
+
+    One OpenCV pass, no float temporaries: a 40 MP map would need 160 MB for each.
+    """
+    low, high, _, _ = cv2.minMaxLoc(depth)
     span = high - low
     if span <= 0 or not np.isfinite(span):
         return np.zeros(depth.shape, dtype=dtype)
-    scaled = (depth - low) * (top / span)
-    return np.rint(scaled).astype(dtype)
+    return cv2.normalize(depth, None, 0, top, cv2.NORM_MINMAX, dtype=CV_DEPTHS[dtype])
 
 
 def heatmap(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
@@ -38,5 +43,5 @@ def heatmap(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
 def side_by_side(rgb: np.ndarray, heat_bgr: np.ndarray) -> np.ndarray:
     """Input photo (RGB, uint8 or float in [0,1]) beside its heatmap, as one BGR picture."""
     if rgb.dtype != np.uint8:
-        rgb = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgb = cv2.convertScaleAbs(rgb, alpha=255.0)  # rounds and saturates in one pass
     return np.hstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), heat_bgr])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from midas_service.encode import encode_depth, encode_picture, from_pfm
-from midas_service.visualize import COLORMAPS, heatmap, side_by_side
+from midas_service.visualize import COLORMAPS, heatmap, normalize, side_by_side
 
 RAMP = np.tile(np.linspace(0.0, 5.0, 64, dtype=np.float32), (16, 1))  # far left, near right
 
@@ -33,6 +33,21 @@ def test_inferno_is_opencvs_inferno():
     expected = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_INFERNO)
     got = heatmap(np.arange(256, dtype=np.float32)[None] * 0.01, "inferno")
     np.testing.assert_array_equal(got, expected)
+
+
+def test_normalize_rounds_like_the_plain_formula():
+    depth = np.random.default_rng(3).normal(size=(50, 70)).astype(np.float32) * 7 + 2
+    expected = np.rint((depth - depth.min()) / (depth.max() - depth.min()) * 255)
+    got = normalize(depth, 255, np.uint8)
+    assert got.dtype == np.uint8 and got.min() == 0 and got.max() == 255
+    assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_side_by_side_from_float_equals_from_uint8():
+    rgb8 = np.random.default_rng(4).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    heat = np.zeros((8, 9, 3), np.uint8)
+    from_float = side_by_side(rgb8.astype(np.float32) / 255.0, heat)
+    np.testing.assert_array_equal(from_float, side_by_side(rgb8, heat))
 
 
 def test_colormaps_differ():

@@ -52,6 +52,19 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
     assert (document["width"], document["height"]) == (640, 480)
 
 
+def test_json_output_is_refused_for_huge_maps(client):
+    from midas_service.web.api import JSON_MAX_PIXELS
+
+    _, big = cv2.imencode(".png", np.zeros((1000, JSON_MAX_PIXELS // 1000 + 1), np.uint8))
+    response = client.post(
+        "/predict?output=depth&format=json", data=big.tobytes(), content_type="image/png"
+    )
+    assert_json_error(response, 400, "output_too_large")
+    assert "npy" in response.get_json()["error"]["message"]
+    npy = client.post("/predict?output=depth", data=big.tobytes(), content_type="image/png")
+    assert npy.status_code == 200
+
+
 def test_a_second_file_is_refused_not_dropped(client, jpeg_640x480):
     response = client.post(
         "/predict",

@@ -12,10 +12,14 @@ from midas_service.imaging import decode_image
 from midas_service.pipeline import StageTimes
 from midas_service.runtime import ModelRuntime
 from midas_service.web import metrics
+from midas_service.web.errors import OutputTooLarge
 from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options
 
 api = Blueprint("api", __name__)
+# JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
+# and 3.5 GB. Larger maps must use npy, png16 or pfm.
+JSON_MAX_PIXELS = 2_000_000
 
 
 def runtime() -> ModelRuntime:
@@ -40,6 +44,12 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     estimator = runtime().estimator  # 503 if still not ready
     start = time.perf_counter()
     rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
+    height, width = rgb.shape[:2]
+    if options.format == "json" and height * width > JSON_MAX_PIXELS:
+        raise OutputTooLarge(
+            f"format=json is limited to {JSON_MAX_PIXELS} pixels and this image has "
+            f"{width}x{height}; use format=npy, png16 or pfm"
+        )
     decoded = time.perf_counter()
     times = StageTimes()
     depth = estimator.predict(rgb, times)

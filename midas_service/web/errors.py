@@ -30,6 +30,10 @@ class MissingImage(ApiError):
     code = "missing_image"
 
 
+class OutputTooLarge(ApiError):
+    code = "output_too_large"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"

@@ -94,7 +94,10 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                             "wide) or raw depth",
                             "content": {m: {"schema": binary} for m in media},
                         },
-                        "400": _error("bad parameter, empty or undecodable image"),
+                        "400": _error(
+                            "bad parameter, empty or undecodable image, or format=json for "
+                            "an image over 2 MP (output_too_large)"
+                        ),
                         "413": _error("upload or image too large"),
                         "415": _error("not a supported image type"),
                         "500": _error("internal error"),
