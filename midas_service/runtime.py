@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -12,12 +13,13 @@ import time
 import numpy as np
 
 from midas_service.config import Settings
-from midas_service.engine import Engine, load_engine
+from midas_service.engine import load_engine
 from midas_service.pipeline import DepthEstimator
 
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def runtime_versions() -> dict[str, str]:
     """Versions of what this worker runs with (the export-time torch is in the metadata)."""
     names = ("onnxruntime", "torch", "opencv-python-headless", "numpy", "flask", "gunicorn")
@@ -71,25 +73,25 @@ class ModelRuntime:
         thread.start()
         return thread
 
-    def load(self, engine: Engine | None = None) -> None:
-        """Load (unless an engine is given), refuse untrained weights unless allowed, warm up."""
+    def load(self) -> None:
+        """Load the engine, refuse untrained weights unless allowed, warm up."""
         with self._lock:
             if self._ready.is_set():
                 return
             start = time.perf_counter()
             try:
                 settings = self.settings
-                engine = engine or load_engine(
+                engine = load_engine(
                     settings.model_path, settings.backend, settings.threads, settings.ort_spinning
                 )
-                if engine.metadata.get("untrained") and not self.settings.allow_untrained:
+                if engine.metadata.get("untrained") and not settings.allow_untrained:
                     raise UntrainedModelRefused(
                         "the model file was exported with random weights; set "
                         "MIDAS_RANDOM_WEIGHTS=1 to serve it anyway (meaningless depth)"
                     )
                 estimator = DepthEstimator(engine)
                 warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
-                for _ in range(self.settings.warmup_runs):
+                for _ in range(settings.warmup_runs):
                     estimator.predict(warm_image)
             except Exception as exc:
                 self.error = f"model failed to load: {exc}"

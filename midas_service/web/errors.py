@@ -48,6 +48,14 @@ IMAGE_ERRORS: dict[type[imaging.ImageError], tuple[int, str]] = {
 }
 
 
+def error_parts(exc: ApiError | imaging.ImageError) -> tuple[int, str, str]:
+    """(status, code, message) of a refusal, for the JSON handlers and the upload page alike."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message
+    status, code = IMAGE_ERRORS.get(type(exc), (400, "bad_image"))
+    return status, code, str(exc)
+
+
 def error_response(status: int, code: str, message: str) -> Response:
     response = jsonify(
         error={"code": code, "message": message}, request_id=g.get("request_id", None)
@@ -58,13 +66,9 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
-
     @app.errorhandler(imaging.ImageError)
-    def image_error(exc: imaging.ImageError) -> Response:
-        status, code = IMAGE_ERRORS.get(type(exc), (400, "bad_image"))
-        return error_response(status, code, str(exc))
+    def refused(exc: ApiError | imaging.ImageError) -> Response:
+        return error_response(*error_parts(exc))
 
     @app.errorhandler(ModelNotReady)
     def not_ready(exc: ModelNotReady) -> Response:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, render_template, request
 from midas_service.imaging import ImageError
 from midas_service.visualize import COLORMAPS
 from midas_service.web.api import run_prediction
-from midas_service.web.errors import IMAGE_ERRORS, ApiError
+from midas_service.web.errors import ApiError, error_parts
 from midas_service.web.upload import Options, read_image_bytes
 
 page = Blueprint("page", __name__)
@@ -42,10 +42,8 @@ def index_result() -> tuple[str, int]:
         body, media_type = run_prediction(
             Options("side", "jpeg", colormap), read_image_bytes(request)
         )
-    except ApiError as exc:
-        return render_template("index.html", **_context(error=exc.message)), exc.status
-    except ImageError as exc:
-        status = IMAGE_ERRORS.get(type(exc), (400, ""))[0]
-        return render_template("index.html", **_context(error=str(exc))), status
+    except (ApiError, ImageError) as exc:
+        status, _, message = error_parts(exc)
+        return render_template("index.html", **_context(error=message)), status
     result = f"data:{media_type};base64,{base64.b64encode(body).decode('ascii')}"
     return render_template("index.html", **_context(result=result, colormap=colormap)), 200
