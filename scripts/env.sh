@@ -34,6 +34,7 @@ ensure_venv() {
     if [ ! -f "$venv/.complete" ]; then
         log "creating $venv (first run: several minutes, ~6 GB)"
         rm -rf "$venv"
+        mkdir -p "$(dirname "$venv")"
         # Venvs of older requirements are ~6 GB each: keep only the current one.
         find "$(dirname "$venv")" -maxdepth 1 -type d -name 'venv-????????????' \
             ! -path "$venv" -exec rm -rf {} +
