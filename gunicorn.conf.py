@@ -4,22 +4,15 @@ Prefork sync workers: each worker imports app.py after the fork, loads the model
 background thread and runs MIDAS_WARMUP_RUNS inferences before its /readyz turns 200; a
 request that reaches a worker still warming up waits for it (MIDAS_READY_WAIT_S).
 
-Layout: one worker per usable core, and with ONNX Runtime each worker may use every core
-(MIDAS_THREADS = cores) because its idle threads sleep (MIDAS_ORT_SPINNING=0). A lone request
-then gets all cores (low latency at c=1) and concurrent requests share them without spinning
-threads starving each other (throughput at c>=2). scripts/bench.py, 2 cores, one run
-(640x480 JPEG -> heatmap; ORT model alone 23.7 ms at 256x192, 2 threads):
-
-    workers x threads     c=1 p50   req/s c=1   c=2    c=4    c=8   p99 c=4
-    1 x 2                 26.5 ms   39.0        39.4   39.9   40.6  108 ms
-    2 x 1                 39.5 ms   25.6        49.1   49.7   48.3   89 ms
-    2 x 2 (chosen)        25.9 ms   39.9        45.8   45.5   43.7  135 ms
-    2 x 2, ORT spinning   43.5 ms   23.5        28.5   27.8   25.3  167 ms
-    2 x 2, TorchScript    26.2 ms   35.5        14.1   21.1   14.0  542 ms
-
-2x2 is the only layout that meets both targets (c=1 p50 <= 1.5x the model time, c=4 >= 0.8x of
-1/model time). TorchScript's OpenMP threads do oversubscribe, so with MIDAS_BACKEND=torchscript
-the default is cores / workers threads per worker instead.
+Layout: one worker per usable core, and each worker may use every core (MIDAS_THREADS =
+cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads
+sleep instead of spinning, or two workers' spinning threads starve each other on shared cores:
+- TorchScript (the default): Intel OpenMP preloaded with KMP_BLOCKTIME=1
+  (midas_service/openmp.py; serve.sh, the image's ENV and tests/servers.py set it). Without
+  the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
+  request ~30 % slower) and says so in the log.
+- ONNX Runtime: MIDAS_ORT_SPINNING=0.
+The measurements behind this are in the README ("Performance"), from scripts/bench.py.
 """
 
 from __future__ import annotations
@@ -28,6 +21,7 @@ import os
 import shutil
 import tempfile
 
+from midas_service import openmp
 from midas_service.engine import DEFAULT_BACKEND, available_cpus
 from midas_service.logs import LOG_FORMAT
 
@@ -43,11 +37,13 @@ backlog = 256
 control_socket_disable = True  # unused; one fixed path would collide between instances
 limit_request_line = 8190
 
-# Intra-op threads per worker (see the layout table above).
-_backend = os.environ.get("MIDAS_BACKEND", DEFAULT_BACKEND)
-os.environ.setdefault(
-    "MIDAS_THREADS", str(_cpus if _backend == "onnxruntime" else max(1, _cpus // workers))
-)
+# Intra-op threads per worker: every usable core (see the docstring), for either backend.
+_backend = os.environ.get("MIDAS_BACKEND", "").strip() or DEFAULT_BACKEND
+os.environ.setdefault("MIDAS_THREADS", str(_cpus))
+# Workers import torch after the fork, so this still reaches their GNU OpenMP.
+_openmp_fallback = _backend == "torchscript" and not openmp.intel_preloaded()
+if _openmp_fallback:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # prometheus-client multiprocess mode: every worker writes here, /metrics sums them.
 _metrics_dir = os.environ.setdefault(
@@ -86,11 +82,18 @@ def on_starting(server) -> None:
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
     server.log.info(
-        "layout: %d workers x %s threads on %d usable cores",
+        "layout: %d workers x %s threads on %d usable cores, backend %s",
         workers,
         os.environ["MIDAS_THREADS"],
         _cpus,
+        _backend,
     )
+    if _openmp_fallback:
+        server.log.warning(
+            "Intel OpenMP is not preloaded: TorchScript falls back to OMP_WAIT_POLICY=PASSIVE "
+            "(a lone request ~30%% slower). Start with scripts/serve.sh, or run "
+            "'eval \"$(python -m midas_service.openmp)\"' before gunicorn."
+        )
 
 
 def child_exit(server, worker) -> None:

@@ -3,7 +3,7 @@
 | variable             | default               | meaning                                  |
 |----------------------|-----------------------|------------------------------------------|
 | MIDAS_MODEL_PATH     | models/midas_small.pt | exported model (.onnx sits beside it)    |
-| MIDAS_BACKEND        | onnxruntime           | onnxruntime or torchscript               |
+| MIDAS_BACKEND        | torchscript           | torchscript or onnxruntime               |
 | MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
 | MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
 | MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |

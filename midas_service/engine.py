@@ -18,8 +18,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "midas.json"
-BACKENDS = ("onnxruntime", "torchscript")
-DEFAULT_BACKEND = "onnxruntime"  # measured faster on CPU; see README "Performance"
+BACKENDS = ("torchscript", "onnxruntime")
+DEFAULT_BACKEND = "torchscript"  # the design's runtime; OpenMP waiting: midas_service/openmp.py
 SUFFIXES = {"torchscript": ".pt", "onnxruntime": ".onnx"}
 STATIC_SPECIALISATIONS = 20
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from midas_service import openmp
 from midas_service.config import Settings
 from midas_service.engine import load_engine
 from midas_service.pipeline import DepthEstimator
@@ -110,6 +111,7 @@ class ModelRuntime:
             "ready": self.ready,
             "backend": self.settings.backend,
             "pid": os.getpid(),
+            "openmp": openmp.active_runtime(),
             "versions": runtime_versions(),
         }
         if self._estimator is not None:

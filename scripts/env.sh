@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/serve.sh, scripts/test.sh and scripts/bench.sh: makes (or reuses) the
 # project's virtual environment and puts it first on PATH.
 #

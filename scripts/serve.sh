@@ -3,6 +3,8 @@
 #   ./scripts/serve.sh                          # official weights (downloaded once, cached)
 #   MIDAS_WEIGHTS_FILE=path/to/midas_v21_small_256.pt ./scripts/serve.sh
 #   MIDAS_RANDOM_WEIGHTS=1 ./scripts/serve.sh   # offline smoke run: MEANINGLESS depth
+set -euo pipefail
+# shellcheck source=scripts/env.sh
 source "$(dirname "$0")/env.sh"
 ensure_venv
 cd "$PROJECT_ROOT"
@@ -27,5 +29,7 @@ if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
 fi
 
 export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
+# TorchScript workers: Intel OpenMP preloaded with a 1 ms block time (midas_service/openmp.py).
+eval "$(python -m midas_service.openmp)"
 log "serving $model on http://$GUNICORN_BIND (Ctrl-C to stop)"
 exec gunicorn -c gunicorn.conf.py app:app

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from midas_service.engine import BACKENDS
 from tests.support import export_model, photo_640x480_jpeg
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -62,13 +63,20 @@ def range_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - expected).max()) / span
 
 
-@pytest.fixture(scope="session")
-def loaded_app(model_path: Path):
-    """The Flask app from the factory with the random-weights model loaded (no Gunicorn)."""
+@pytest.fixture(scope="session", params=BACKENDS)
+def loaded_app(request: pytest.FixtureRequest, model_path: Path):
+    """The Flask app from the factory with the random-weights model loaded (no Gunicorn), once
+    per backend: every in-process web test runs on TorchScript (the default) and ONNX Runtime."""
     from midas_service.config import Settings
     from midas_service.web import create_app
 
-    settings = Settings(model_path=model_path, allow_untrained=True, warmup_runs=1, max_upload_mb=2)
+    settings = Settings(
+        model_path=model_path,
+        backend=request.param,
+        allow_untrained=True,
+        warmup_runs=1,
+        max_upload_mb=2,
+    )
     app = create_app(settings, load_model=False)
     app.config["TESTING"] = True
     app.extensions["midas_runtime"].load()

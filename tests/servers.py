@@ -16,6 +16,7 @@ from string import Template
 
 import requests
 
+from midas_service import openmp
 from tests.support import ROOT
 
 NGINX_TEMPLATE = ROOT / "nginx" / "midas.conf.template"
@@ -75,6 +76,7 @@ def gunicorn(
     port = free_port()
     environment = {
         **os.environ,
+        **openmp.recommended_environment(),  # as scripts/serve.sh and the image set it
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": str(workers),
         "MIDAS_MODEL_PATH": str(model_path),

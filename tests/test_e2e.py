@@ -15,16 +15,20 @@ import numpy as np
 import pytest
 import requests
 
+from midas_service.engine import BACKENDS
 from tests.servers import gunicorn, nginx, wait_for
 
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
 
 
-@pytest.fixture(scope="module")
-def stack(model_path, tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, model_path, tmp_path_factory):
+    """Gunicorn (2 workers) and nginx, once per backend (TorchScript is the default)."""
     workdir = tmp_path_factory.mktemp("stack")
     with ExitStack() as stack:
-        app_url, process = stack.enter_context(gunicorn(model_path, workdir, workers=2))
+        app_url, process = stack.enter_context(
+            gunicorn(model_path, workdir, workers=2, MIDAS_BACKEND=request.param)
+        )
         proxy_url = stack.enter_context(nginx(app_url, workdir, max_upload_mb="10"))
         yield {"gunicorn": app_url, "nginx": proxy_url, "process": process}
 
