@@ -51,4 +51,10 @@ while true; do
     fi
     sleep 1
 done
-log "ready in $(($(date +%s) - start)) s (venv, export and start included): $(curl -s "$url" | head -c 300)"
+ready="$(curl -s "$url")"
+log "ready in $(($(date +%s) - start)) s (venv, export and start included)"
+# serve.sh must hand TorchScript workers Intel OpenMP (midas_service/openmp.py).
+if ! grep -q '"openmp":"intel (KMP_BLOCKTIME=1)"' <<<"$ready"; then
+    log "FAILED: the worker does not run Intel OpenMP with KMP_BLOCKTIME=1: $ready"
+    exit 1
+fi

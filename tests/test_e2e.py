@@ -9,6 +9,7 @@ import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -72,6 +73,19 @@ def test_depth_formats(stack, jpeg_640x480, target):
     document = post(url, jpeg_640x480, output="depth", format="json").json()
     assert np.allclose(np.array(document["depth"], dtype=np.float32), depth)
     assert document["min"] == pytest.approx(float(depth.min()))
+
+
+def test_workers_run_the_backend_with_its_threading_setup(stack):
+    """TorchScript workers get Intel OpenMP with a 1 ms block time (as serve.sh and the image
+    start them); ONNX Runtime workers never load torch at all."""
+    info = requests.get(f"{stack['gunicorn']}/readyz", timeout=5).json()
+    maps = Path(f"/proc/{info['pid']}/maps").read_text()
+    if info["backend"] == "torchscript":
+        assert info["openmp"] == "intel (KMP_BLOCKTIME=1)"
+        assert "libiomp5.so" in maps
+    else:
+        assert info["backend"] == "onnxruntime"
+        assert "libtorch" not in maps
 
 
 def test_request_id_and_timing_pass_through_nginx(stack, jpeg_640x480):
