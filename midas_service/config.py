@@ -9,6 +9,7 @@
 | MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
 | MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
 | MIDAS_RANDOM_WEIGHTS | 0                     | 1 = allow serving an untrained model     |
+| MIDAS_ALLOW_NO_METADATA | 0                  | 1 = allow a model file without export metadata |
 | MIDAS_ORT_SPINNING   | 0                     | 1 = ONNX Runtime threads busy-wait       |
 | MIDAS_WARMUP_RUNS    | 3                     | inferences before the worker is ready    |
 | MIDAS_READY_WAIT_S   | 20                    | how long /predict waits for a warming worker |
@@ -39,6 +40,7 @@ class Settings:
     max_pixels: int = 40_000_000
     colormap: str = DEFAULT_COLORMAP
     allow_untrained: bool = False
+    allow_no_metadata: bool = False
     ort_spinning: bool = False
     warmup_runs: int = 3
     ready_wait_s: float = 20.0
@@ -65,6 +67,7 @@ class Settings:
                 max_pixels=int(float(get("MIDAS_MAX_PIXELS", str(cls.max_pixels)))),
                 colormap=get("MIDAS_COLORMAP", cls.colormap),
                 allow_untrained=flag(get("MIDAS_RANDOM_WEIGHTS", "0")),
+                allow_no_metadata=flag(get("MIDAS_ALLOW_NO_METADATA", "0")),
                 ort_spinning=flag(get("MIDAS_ORT_SPINNING", "0")),
                 warmup_runs=int(get("MIDAS_WARMUP_RUNS", str(cls.warmup_runs))),
                 ready_wait_s=float(get("MIDAS_READY_WAIT_S", str(cls.ready_wait_s))),

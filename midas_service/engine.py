@@ -22,6 +22,8 @@ BACKENDS = ("torchscript", "onnxruntime")
 DEFAULT_BACKEND = "torchscript"  # the design's runtime; OpenMP waiting: midas_service/openmp.py
 SUFFIXES = {"torchscript": ".pt", "onnxruntime": ".onnx"}
 STATIC_SPECIALISATIONS = 20
+# Written by the export into every model file; without them nothing says the weights are trained.
+REQUIRED_METADATA = ("untrained", "weights_sha256")
 
 
 class Engine(Protocol):
@@ -58,6 +60,20 @@ def _cgroup_cpu_quota() -> float | None:
 def model_file(path: Path, backend: str) -> Path:
     """The export writes ``model.pt`` and ``model.onnx`` side by side; pick the backend's one."""
     return Path(path).with_suffix(SUFFIXES[backend])
+
+
+class MissingMetadata(ValueError):
+    """The model file lacks the export's metadata (untrained flag, weights hash)."""
+
+
+def check_metadata(path: Path, metadata: dict[str, object]) -> None:
+    missing = [key for key in REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise MissingMetadata(
+            f"{path} has no export metadata ({', '.join(missing)} missing), so nothing says "
+            "whether its weights are trained; export it with scripts/export_torchscript.py, or "
+            "set MIDAS_ALLOW_NO_METADATA=1 to use it anyway"
+        )
 
 
 class TorchScriptEngine:
@@ -116,11 +132,13 @@ def load_engine(
     backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
     spinning: bool = False,
+    allow_no_metadata: bool = False,
 ) -> Engine:
     """Open the model file of ``backend`` next to ``path`` with ``threads`` intra-op threads.
 
     ``spinning`` lets ONNX Runtime's idle threads busy-wait (faster alone, worse when several
     workers share the cores); TorchScript ignores it (OMP_WAIT_POLICY governs OpenMP).
+    A file without the export's metadata raises MissingMetadata unless ``allow_no_metadata``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -132,5 +150,9 @@ def load_engine(
     threads = threads or available_cpus()
     engine_class = TorchScriptEngine if backend == "torchscript" else OnnxRuntimeEngine
     engine = engine_class(path, threads, spinning)
+    if allow_no_metadata and not all(key in engine.metadata for key in REQUIRED_METADATA):
+        log.warning("%s has no export metadata; using it because it is explicitly allowed", path)
+    else:
+        check_metadata(path, engine.metadata)
     log.info("loaded %s with %s, %d threads", path, backend, threads)
     return engine

@@ -23,6 +23,21 @@ def upsample(prediction: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(prediction, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
+class NonFiniteDepth(RuntimeError):
+    """The model produced NaN or infinite depth: the model file is broken, not the photo."""
+
+
+def check_finite(prediction: np.ndarray) -> None:
+    """Raise NonFiniteDepth unless every value is finite (checked at network size: cheap)."""
+    finite = np.isfinite(prediction)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise NonFiniteDepth(
+            f"the model produced non-finite output: {bad} of {finite.size} values are NaN or "
+            "infinite; the model file is broken (re-export it)"
+        )
+
+
 @dataclass
 class StageTimes:
     """Seconds spent per stage of the last prediction."""
@@ -46,6 +61,7 @@ class DepthEstimator:
         after_pre = time.perf_counter()
         prediction = self.engine.infer(batch)[0]
         after_infer = time.perf_counter()
+        check_finite(prediction)
         depth = upsample(prediction, *rgb.shape[:2])
         times.preprocess = after_pre - start
         times.infer = after_infer - after_pre

@@ -83,7 +83,11 @@ class ModelRuntime:
             try:
                 settings = self.settings
                 engine = load_engine(
-                    settings.model_path, settings.backend, settings.threads, settings.ort_spinning
+                    settings.model_path,
+                    settings.backend,
+                    settings.threads,
+                    settings.ort_spinning,
+                    allow_no_metadata=settings.allow_no_metadata,
                 )
                 if engine.metadata.get("untrained") and not settings.allow_untrained:
                     raise UntrainedModelRefused(

@@ -12,6 +12,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -112,12 +114,26 @@ def load_checkpoint(path: Path, expected_sha256: str | None = None) -> Checkpoin
     return Checkpoint(state_dict, digest, str(path), untrained=False)
 
 
+@contextmanager
+def _saving(action: str, path: Path) -> Iterator[None]:
+    """Turn a local OSError (disk full, permission denied) into a WeightsError that says so."""
+    try:
+        yield
+    except OSError as exc:
+        raise WeightsError(
+            f"could not {action} {path}: {exc.strerror or exc} (a local problem, not the "
+            "network); free space or fix permissions there, or choose another cache folder "
+            "with MIDAS_CACHE_DIR (--cache-dir)"
+        ) from exc
+
+
 def download(url: str, destination: Path, expected_sha256: str | None = None) -> Path:
     """Fetch ``url`` to ``destination`` via a temp file and an atomic rename."""
     from tqdm import tqdm
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=".download-")
+    with _saving("create the download file in", destination.parent):
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=".download-")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
@@ -126,25 +142,28 @@ def download(url: str, destination: Path, expected_sha256: str | None = None) ->
             received = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
                 while chunk := response.read(_CHUNK):
-                    out.write(chunk)
+                    with _saving("write", tmp):
+                        out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
             if total is not None and received != total:
                 raise WeightsError(f"download of {url} truncated: {received} of {total} bytes")
-            out.flush()
-            os.fsync(out.fileno())
+            with _saving("write", tmp):
+                out.flush()
+                os.fsync(out.fileno())
         if expected_sha256 and digest.hexdigest() != expected_sha256.lower():
             raise WeightsError(
                 f"download of {url} has SHA-256 {digest.hexdigest()}, expected {expected_sha256}"
             )
         verify_layout(read_state_dict(tmp))
-        os.replace(tmp, destination)
-    except (urllib.error.URLError, OSError) as exc:
+        with _saving("move the download to", destination):
+            os.replace(tmp, destination)
+    except WeightsError:
+        raise
+    except (urllib.error.URLError, OSError) as exc:  # network: refused, unreachable, timeout
         raise WeightsError(_unreachable_message(url, destination, exc)) from exc
     except Exception as exc:  # IncompleteRead and friends from http.client
-        if isinstance(exc, WeightsError):
-            raise
         raise WeightsError(f"download of {url} failed: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)

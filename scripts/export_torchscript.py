@@ -53,10 +53,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="download cache (default: MIDAS_CACHE_DIR or ~/.cache/midas-service)",
     )
     parser.add_argument(
-        "--output", type=Path, required=True, help="TorchScript file to write (.pt)"
+        "--output",
+        type=Path,
+        required=True,
+        help="TorchScript file to write; must end in .pt (the .onnx file is written beside it)",
     )
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX file beside --output")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.output.suffix != ".pt":
+        # The service finds model.pt and model.onnx side by side (engine.model_file).
+        parser.error(
+            f"--output must end in .pt, got {str(args.output)!r}: the service opens "
+            "<name>.pt (TorchScript) and <name>.onnx beside it"
+        )
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.weights, args.sha256, args.url, args.cache_dir or cache_dir()
             )
         onnx_output = None if args.no_onnx else args.output.with_suffix(".onnx")
-        export_all(checkpoint, args.output.with_suffix(".pt"), onnx_output)
+        export_all(checkpoint, args.output, onnx_output)
     except (WeightsError, ExportCheckFailed) as exc:
         log.error("%s", exc)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -66,6 +67,7 @@ def _install_request_hooks(app: Flask) -> None:
     def finish_request(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["X-Worker-PID"] = str(os.getpid())  # which worker answered
         stages = g.get("stage_seconds", {})
         timing = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in stages.items()]
         response.headers["Server-Timing"] = ", ".join([*timing, f"total;dur={elapsed * 1000:.2f}"])

@@ -1,25 +1,65 @@
-"""Every error leaves as JSON: ``{"error": {"code", "message"}, "request_id"}``."""
+"""Every error leaves as JSON: ``{"error": {"code", "message"}, "request_id"}``.
+
+``ERROR_CODES`` is the one list of codes the service sends; the handlers, the OpenAPI document
+and the README's table all follow it (``tests/test_web.py`` checks that they agree).
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from midas_service import imaging
+from midas_service.pipeline import NonFiniteDepth
 from midas_service.runtime import ModelNotReady
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ErrorCode:
+    status: int
+    meaning: str
+
+
+ERROR_CODES: dict[str, ErrorCode] = {
+    "bad_parameter": ErrorCode(
+        400, "unknown, repeated or invalid `output`, `format` or `colormap`, or a second file"
+    ),
+    "missing_image": ErrorCode(400, "no multipart field `image`, or no body at all"),
+    "empty_image": ErrorCode(400, "the uploaded file is empty"),
+    "undecodable_image": ErrorCode(400, "a supported format that cannot be decoded (truncated)"),
+    "output_too_large": ErrorCode(
+        400, "`format=json` for an image over 2 MP (seconds and gigabytes); use npy, png16 or pfm"
+    ),
+    "bad_request": ErrorCode(400, "a malformed HTTP request, e.g. a broken multipart body"),
+    "not_found": ErrorCode(404, "no such path"),
+    "method_not_allowed": ErrorCode(405, "wrong method (`Allow` lists the right ones)"),
+    "too_large": ErrorCode(413, "over `MIDAS_MAX_UPLOAD_MB` bytes or `MIDAS_MAX_PIXELS` pixels"),
+    "unsupported_media_type": ErrorCode(
+        415, "not JPEG, PNG, WebP, BMP or TIFF (judged by the bytes), or a wrong `Content-Type`"
+    ),
+    "internal_error": ErrorCode(
+        500, "a fault in the service, e.g. a model that produced NaN or infinite depth; see the log"
+    ),
+    "not_ready": ErrorCode(503, "the model is still loading (`Retry-After: 1`) or failed to"),
+    "unavailable": ErrorCode(503, "sent by nginx: no Gunicorn worker answered (`Retry-After: 1`)"),
+}
+
+
 class ApiError(Exception):
-    status = 400
     code = "bad_request"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def status(self) -> int:
+        return ERROR_CODES[self.code].status
 
 
 class BadParameter(ApiError):
@@ -35,32 +75,38 @@ class OutputTooLarge(ApiError):
 
 
 class UnsupportedMediaType(ApiError):
-    status = 415
     code = "unsupported_media_type"
 
 
 # Domain errors from the imaging layer, mapped to HTTP here and nowhere else.
-IMAGE_ERRORS: dict[type[imaging.ImageError], tuple[int, str]] = {
-    imaging.EmptyImage: (400, "empty_image"),
-    imaging.UndecodableImage: (400, "undecodable_image"),
-    imaging.UnsupportedImage: (415, "unsupported_media_type"),
-    imaging.ImageTooLarge: (413, "too_large"),
+IMAGE_ERRORS: dict[type[imaging.ImageError], str] = {
+    imaging.EmptyImage: "empty_image",
+    imaging.UndecodableImage: "undecodable_image",
+    imaging.UnsupportedImage: "unsupported_media_type",
+    imaging.ImageTooLarge: "too_large",
 }
+# Werkzeug's own HTTP errors; any other 4xx it raises is a malformed request.
+HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+INTERNAL_MESSAGE = "internal error; see the server log"
 
 
 def error_parts(exc: ApiError | imaging.ImageError) -> tuple[int, str, str]:
     """(status, code, message) of a refusal, for the JSON handlers and the upload page alike."""
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message
-    status, code = IMAGE_ERRORS.get(type(exc), (400, "bad_image"))
-    return status, code, str(exc)
+    code = IMAGE_ERRORS.get(type(exc))
+    if code is None:  # a new ImageError subclass nobody mapped: a bug, not the user's fault
+        log.error("image error %s has no error code; add it to IMAGE_ERRORS", type(exc).__name__)
+        return 500, "internal_error", INTERNAL_MESSAGE
+    return ERROR_CODES[code].status, code, str(exc)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(code: str, message: str, status: int | None = None) -> Response:
+    """The JSON error body; ``status`` defaults to the code's status in ``ERROR_CODES``."""
     response = jsonify(
         error={"code": code, "message": message}, request_id=g.get("request_id", None)
     )
-    response.status_code = status
+    response.status_code = status or ERROR_CODES[code].status
     return response
 
 
@@ -68,28 +114,34 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     @app.errorhandler(imaging.ImageError)
     def refused(exc: ApiError | imaging.ImageError) -> Response:
-        return error_response(*error_parts(exc))
+        status, code, message = error_parts(exc)
+        return error_response(code, message, status)
 
     @app.errorhandler(ModelNotReady)
     def not_ready(exc: ModelNotReady) -> Response:
-        response = error_response(503, "not_ready", str(exc))
+        response = error_response("not_ready", str(exc))
         response.headers["Retry-After"] = "1"
         return response
 
+    @app.errorhandler(NonFiniteDepth)
+    def broken_model(exc: NonFiniteDepth) -> Response:
+        log.error("request %s: %s", g.get("request_id"), exc)
+        return error_response("internal_error", INTERNAL_MESSAGE)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
+        status = exc.code or 500
+        code = HTTP_ERRORS.get(status, "bad_request" if status < 500 else "internal_error")
         message = exc.description or exc.name
-        if exc.code == 413:
-            code = "too_large"
+        if code == "too_large":
             limit = current_app.config["MIDAS_SETTINGS"].max_upload_mb
             message = f"the upload is larger than the {limit:g} MB limit"
-        response = error_response(exc.code or 500, code, message)
-        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        response = error_response(code, message, status)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error in request %s", g.get("request_id"))
-        return error_response(500, "internal_error", "internal error; see the server log")
+        return error_response("internal_error", INTERNAL_MESSAGE)

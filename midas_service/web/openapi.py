@@ -5,6 +5,7 @@ from __future__ import annotations
 from midas_service.config import Settings
 from midas_service.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
 from midas_service.visualize import COLORMAPS
+from midas_service.web.errors import ERROR_CODES
 from midas_service.web.upload import OUTPUTS
 
 ERROR_SCHEMA = {
@@ -14,7 +15,10 @@ ERROR_SCHEMA = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "code": {"type": "string", "enum": list(ERROR_CODES)},
+                "message": {"type": "string"},
+            },
         },
         "request_id": {"type": "string"},
     },
@@ -26,6 +30,14 @@ def _error(description: str) -> dict[str, object]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+
+
+def error_responses() -> dict[str, dict[str, object]]:
+    """One response per status, listing each code of ``ERROR_CODES`` with that status."""
+    by_status: dict[int, list[str]] = {}
+    for code, error in ERROR_CODES.items():
+        by_status.setdefault(error.status, []).append(f"`{code}`: {error.meaning}")
+    return {str(status): _error("; ".join(lines)) for status, lines in sorted(by_status.items())}
 
 
 def _query(name: str, choices: list[str], default: str, description: str) -> dict[str, object]:
@@ -94,14 +106,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                             "wide) or raw depth",
                             "content": {m: {"schema": binary} for m in media},
                         },
-                        "400": _error(
-                            "bad parameter, empty or undecodable image, or format=json for "
-                            "an image over 2 MP (output_too_large)"
-                        ),
-                        "413": _error("upload or image too large"),
-                        "415": _error("not a supported image type"),
-                        "500": _error("internal error"),
-                        "503": _error("model not loaded yet"),
+                        **error_responses(),
                     },
                 }
             },

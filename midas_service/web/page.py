@@ -10,7 +10,7 @@ from midas_service.imaging import ImageError
 from midas_service.visualize import COLORMAPS
 from midas_service.web.api import run_prediction
 from midas_service.web.errors import ApiError, error_parts
-from midas_service.web.upload import Options, read_image_bytes
+from midas_service.web.upload import Options, read_colormap, read_image_bytes
 
 page = Blueprint("page", __name__)
 
@@ -35,10 +35,8 @@ def index() -> str:
 
 @page.post("/")
 def index_result() -> tuple[str, int]:
-    colormap = request.form.get("colormap", "")
-    if colormap not in COLORMAPS:
-        colormap = current_app.config["MIDAS_SETTINGS"].colormap
     try:
+        colormap = read_colormap(request, current_app.config["MIDAS_SETTINGS"].colormap)
         body, media_type = run_prediction(
             Options("side", "jpeg", colormap), read_image_bytes(request)
         )

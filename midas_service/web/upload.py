@@ -50,8 +50,12 @@ def read_options(request: Request, default_colormap: str) -> Options:
         )
     output = _choice(request, "output", OUTPUTS, "heatmap")
     fmt = _choice(request, "format", FORMATS[output], DEFAULT_FORMAT[output])
-    colormap = _choice(request, "colormap", tuple(COLORMAPS), default_colormap)
-    return Options(output, fmt, colormap)
+    return Options(output, fmt, read_colormap(request, default_colormap))
+
+
+def read_colormap(request: Request, default: str) -> str:
+    """The ``colormap`` parameter, validated the same way for /predict and the upload page."""
+    return _choice(request, "colormap", tuple(COLORMAPS), default)
 
 
 def read_image_bytes(request: Request) -> bytes:
