@@ -87,3 +87,40 @@ def loaded_app(request: pytest.FixtureRequest, model_path: Path):
 @pytest.fixture
 def client(loaded_app):
     return loaded_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def bare_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """``model_path``'s networks saved again without the export's metadata (both backends)."""
+    import onnx
+    import torch
+
+    bare = tmp_path_factory.mktemp("bare-model") / "bare.pt"
+    torch.jit.save(torch.jit.load(str(model_path)), str(bare))  # no _extra_files
+    proto = onnx.load(str(model_path.with_suffix(".onnx")))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(bare.with_suffix(".onnx")))
+    return bare
+
+
+@pytest.fixture(scope="session")
+def broken_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TorchScript model (with export metadata) whose depth has one infinite value."""
+    import json
+
+    import torch
+
+    class InfiniteCorner(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            depth = x[:, 0] * 0.0 + 1.0
+            depth[:, 0, 0] = float("inf")
+            return depth
+
+    path = tmp_path_factory.mktemp("broken-model") / "broken.pt"
+    metadata = {"untrained": False, "weights_sha256": "0" * 64, "model": "broken on purpose"}
+    torch.jit.save(
+        torch.jit.script(InfiniteCorner()),
+        str(path),
+        _extra_files={"midas.json": json.dumps(metadata)},
+    )
+    return path

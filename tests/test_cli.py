@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -7,12 +8,13 @@ import numpy as np
 from tests.support import ROOT
 
 
-def run_cli(*args):
+def run_cli(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "midas_service", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
     )
 
 
@@ -41,11 +43,12 @@ def test_folder_with_a_corrupt_file_reports_it_and_exits_1(model_path, photo_dir
     assert "broken.jpg" in result.stderr
     assert "2 images done, 1 failed" in result.stderr and "ms/image" in result.stderr
     expected = {
-        f"{stem}{suffix}"
-        for stem in ("chelsea", "rocket")
-        for suffix in ("-depth.png", ".png", ".npy", ".pfm", "-side.png")
+        f"chelsea{suffix}" for suffix in ("-depth.png", ".png", ".npy", ".pfm", "-side.png")
     }
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == {*expected, "nested"}
+    assert {p.name for p in (out / "nested").iterdir()} == {
+        f"rocket{suffix}" for suffix in ("-depth.png", ".png", ".npy", ".pfm", "-side.png")
+    }
     assert np.load(out / "chelsea.npy").shape == (300, 451)
 
 
@@ -96,3 +99,80 @@ def test_unknown_output_kind_is_rejected(model_path, tmp_path):
         "heatmap,gif",
     )
     assert result.returncode == 2 and "gif" in result.stderr
+
+
+def predict_npy(model_path, out, *inputs, extra=()):
+    return run_cli(
+        "predict", *inputs, "--model", model_path, "--output-dir", out, "--save", "npy", *extra
+    )
+
+
+def test_same_names_in_sub_folders_keep_every_result(model_path, photo_dir, tmp_path):
+    inputs = tmp_path / "in"
+    for folder, photo in (("a", "chelsea"), ("b", "coffee")):
+        (inputs / folder).mkdir(parents=True)
+        shutil.copy(photo_dir / f"{photo}.png", inputs / folder / "x.png")
+    shutil.copy(photo_dir / "rocket.png", inputs / "x.jpg")  # PNG bytes, any extension
+    out = tmp_path / "out"
+    result = predict_npy(model_path, out, inputs)
+    assert result.returncode == 0, result.stderr
+    assert "3 images done, 0 failed" in result.stderr
+    shapes = {str(p.relative_to(out)): np.load(p).shape for p in out.rglob("*.npy")}
+    assert shapes == {"a/x.npy": (300, 451), "b/x.npy": (400, 600), "x.npy": (427, 640)}
+
+
+def test_colliding_inputs_are_refused_before_any_work(model_path, photo_dir, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(photo_dir / "coffee.png", tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    result = predict_npy(model_path, out, tmp_path / "a" / "x.png", tmp_path / "b" / "x.png")
+    assert result.returncode == 2
+    assert "two inputs would write the same output" in result.stderr
+    assert str(out / "x.npy") in result.stderr and str(tmp_path / "b" / "x.png") in result.stderr
+    assert not out.exists()
+
+
+def test_existing_outputs_are_kept_unless_overwrite(model_path, photo_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coffee.npy").write_bytes(b"precious")
+    refused = predict_npy(model_path, out, photo_dir / "coffee.png")
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    assert str(out / "coffee.npy") in refused.stderr
+    assert (out / "coffee.npy").read_bytes() == b"precious"
+    replaced = predict_npy(model_path, out, photo_dir / "coffee.png", extra=["--overwrite"])
+    assert replaced.returncode == 0, replaced.stderr
+    assert np.load(out / "coffee.npy").shape == (400, 600)
+
+
+def test_non_finite_depth_names_the_file_and_fails(broken_model_path, photo_dir, tmp_path):
+    result = run_cli(
+        "predict",
+        photo_dir / "coffee.png",
+        "--model",
+        broken_model_path,
+        "--backend",
+        "torchscript",
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert result.returncode == 1
+    assert "coffee.png" in result.stderr and "non-finite" in result.stderr
+    assert "0 images done, 1 failed" in result.stderr
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def test_model_without_metadata_is_refused_unless_allowed(bare_model_path, photo_dir, tmp_path):
+    refused = predict_npy(bare_model_path, tmp_path / "out", photo_dir / "coffee.png")
+    assert refused.returncode == 2 and "MIDAS_ALLOW_NO_METADATA=1" in refused.stderr
+    allowed = run_cli(
+        "predict",
+        photo_dir / "coffee.png",
+        "--model",
+        bare_model_path,
+        "--output-dir",
+        tmp_path / "out",
+        env={**os.environ, "MIDAS_ALLOW_NO_METADATA": "1"},
+    )
+    assert allowed.returncode == 0, allowed.stderr

@@ -62,3 +62,37 @@ def test_backends_agree_on_a_real_photo(model_path, photo_dir):
     depths = [DepthEstimator(load_engine(model_path, b)).predict(rgb) for b in BACKENDS]
     assert range_error(depths[0], depths[1]) <= 1e-4
     assert np.isfinite(depths[0]).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_file_without_export_metadata_is_refused_unless_allowed(bare_model_path, backend):
+    from midas_service.engine import MissingMetadata
+
+    with pytest.raises(MissingMetadata, match=r"no export metadata.*MIDAS_ALLOW_NO_METADATA=1"):
+        load_engine(bare_model_path, backend)
+    engine = load_engine(bare_model_path, backend, allow_no_metadata=True)
+    assert "untrained" not in engine.metadata
+    assert engine.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["m.ts", "m", "m.onnx"])
+def test_export_refuses_an_output_name_it_would_not_honour(tmp_path, name):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_torchscript.py"),
+            "--random-weights",
+            "--output",
+            str(tmp_path / name),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "--output must end in .pt" in result.stderr and name in result.stderr
+    assert list(tmp_path.iterdir()) == []

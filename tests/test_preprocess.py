@@ -1,6 +1,9 @@
+"""The reference input rule and the bicubic upsample, against values written out by hand."""
+
 import numpy as np
 import pytest
 
+from midas_service.pipeline import upsample
 from midas_service.preprocess import IMAGENET_MEAN, IMAGENET_STD, network_size, to_network_input
 
 
@@ -28,9 +31,42 @@ def test_every_side_is_a_multiple_of_32_within_bounds():
             assert 32 <= h <= 256 and 32 <= w <= 256 and h % 32 == 0 and w % 32 == 0
 
 
-def test_network_input_is_normalised_nchw_float32():
-    rgb = np.full((480, 640, 3), 0.5, dtype=np.float32)
-    batch = to_network_input(rgb)
+def test_imagenet_constants_are_the_published_ones():
+    np.testing.assert_array_equal(IMAGENET_MEAN, np.float32([0.485, 0.456, 0.406]))
+    np.testing.assert_array_equal(IMAGENET_STD, np.float32([0.229, 0.224, 0.225]))
+
+
+@pytest.mark.parametrize(
+    ("rgb", "expected"),
+    [
+        # (0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225, worked by hand
+        ((0.5, 0.5, 0.5), (0.0655022, 0.1964286, 0.4177778)),
+        # (0.2 - 0.485) / 0.229, (0.6 - 0.456) / 0.224, (0.9 - 0.406) / 0.225: channel order too
+        ((0.2, 0.6, 0.9), (-1.2445415, 0.6428571, 2.1955556)),
+        ((0.0, 0.0, 0.0), (-2.1179039, -2.0357143, -1.8044444)),
+    ],
+)
+def test_network_input_is_normalised_nchw_float32(rgb, expected):
+    image = np.empty((480, 640, 3), dtype=np.float32)
+    image[...] = rgb
+    batch = to_network_input(image)
     assert batch.shape == (1, 3, 192, 256) and batch.dtype == np.float32
     assert batch.flags.c_contiguous
-    np.testing.assert_allclose(batch[0, :, 10, 10], (0.5 - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-5)
+    np.testing.assert_allclose(batch[0, :, 10, 10], expected, atol=1e-5)
+    np.testing.assert_allclose(batch[0, :, -1, -1], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("height", "width"), [(45, 61), (480, 640), (7, 300)])
+def test_upsample_is_torch_bicubic_without_aligned_corners(height, width):
+    import torch
+
+    prediction = np.random.default_rng(height).random((12, 16), dtype=np.float32) * 10
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(prediction)[None, None],
+        size=(height, width),
+        mode="bicubic",
+        align_corners=False,
+    )[0, 0].numpy()
+    got = upsample(prediction, height, width)
+    assert got.shape == (height, width)
+    assert np.abs(got - expected).max() <= 1e-4 * float(expected.max() - expected.min())

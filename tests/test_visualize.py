@@ -29,6 +29,16 @@ def test_turbo_makes_near_red_and_far_blue():
     assert blue[0] > blue[2] and red[2] > red[0]  # BGR order
 
 
+def test_near_is_bright_yellow_and_far_black_in_inferno():
+    # Inferno's endpoints (matplotlib's table, as OpenCV ships it), in BGR: 0 -> RGB (0, 0, 4)
+    # nearly black, 255 -> RGB (252, 255, 164) pale yellow.
+    picture = heatmap(RAMP, "inferno")
+    assert (picture[:, 0] == (4, 0, 0)).all()  # far (smallest inverse depth): black
+    assert (picture[:, -1] == (164, 255, 252)).all()  # near (largest): yellow
+    flipped = heatmap(RAMP[:, ::-1], "inferno")
+    assert (flipped[:, 0] == (164, 255, 252)).all() and (flipped[:, -1] == (4, 0, 0)).all()
+
+
 def test_inferno_is_opencvs_inferno():
     expected = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_INFERNO)
     got = heatmap(np.arange(256, dtype=np.float32)[None] * 0.01, "inferno")
@@ -41,6 +51,19 @@ def test_normalize_rounds_like_the_plain_formula():
     got = normalize(depth, 255, np.uint8)
     assert got.dtype == np.uint8 and got.min() == 0 and got.max() == 255
     assert np.abs(got.astype(int) - expected).max() <= 1
+
+
+def test_side_by_side_is_the_photo_in_bgr_then_the_heatmap():
+    rgb8 = np.zeros((8, 9, 3), np.uint8)
+    rgb8[..., 0] = 200  # red
+    rgb8[..., 1] = np.arange(9, dtype=np.uint8) * 10
+    rgb8[..., 2] = 30  # a little blue
+    heat = heatmap(RAMP[:8, :9])
+    combined = side_by_side(rgb8, heat)
+    assert combined.shape == (8, 18, 3)
+    assert (combined[:, :9, 2] == 200).all() and (combined[:, :9, 0] == 30).all()  # BGR
+    np.testing.assert_array_equal(combined[:, :9, 1], rgb8[..., 1])
+    np.testing.assert_array_equal(combined[:, 9:], heat)
 
 
 def test_side_by_side_from_float_equals_from_uint8():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import cv2
 import numpy as np
@@ -263,3 +264,214 @@ def test_settings_from_environment():
         Settings.from_env({"MIDAS_BACKEND": "tensorflow"})
     with pytest.raises(ConfigError):
         Settings.from_env({"MIDAS_THREADS": "two"})
+
+
+# What a person sees: pictures and numbers, checked against an independent computation.
+
+
+def depth_of(client, data: bytes) -> np.ndarray:
+    response = client.post("/predict?output=depth&format=npy", data=data, content_type="image/jpeg")
+    assert response.status_code == 200
+    return np.load(io.BytesIO(response.data))
+
+
+def expected_heatmap(depth: np.ndarray, colormap: str) -> np.ndarray:
+    """Min-max to 0..255 as the README says, then OpenCV's own colormap (BGR)."""
+    gray = np.rint((depth - depth.min()) / (depth.max() - depth.min()) * 255).astype(np.uint8)
+    if colormap == "gray":
+        return np.repeat(gray[..., None], 3, axis=2)
+    return cv2.applyColorMap(gray, getattr(cv2, f"COLORMAP_{colormap.upper()}"))
+
+
+def assert_close_picture(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal but for min-max rounding: a pixel may land on the neighbouring colormap entry."""
+    assert got.shape == expected.shape
+    diff = np.abs(got.astype(int) - expected).max(axis=2)
+    assert (diff == 0).mean() > 0.99 and diff.max() <= 8
+
+
+@pytest.mark.parametrize("colormap", ["inferno", "magma", "viridis", "turbo", "plasma", "gray"])
+def test_heatmap_is_opencvs_colormap_of_the_depth(client, jpeg_640x480, colormap):
+    depth = depth_of(client, jpeg_640x480)
+    response = client.post(
+        f"/predict?format=png&colormap={colormap}", data=jpeg_640x480, content_type="image/jpeg"
+    )
+    assert response.status_code == 200
+    assert_close_picture(decode(response.data), expected_heatmap(depth, colormap))
+
+
+def test_each_colormap_gives_different_pixels(client, jpeg_640x480):
+    pictures = {
+        name: client.post(
+            f"/predict?format=png&colormap={name}", data=jpeg_640x480, content_type="image/jpeg"
+        ).data
+        for name in ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
+    }
+    assert len({decode(data).tobytes() for data in pictures.values()}) == len(pictures)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_side_is_the_photo_then_its_heatmap(client, jpeg_640x480, fmt):
+    photo = cv2.imdecode(np.frombuffer(jpeg_640x480, np.uint8), cv2.IMREAD_COLOR)  # BGR
+    depth = depth_of(client, jpeg_640x480)
+    response = client.post(
+        f"/predict?output=side&format={fmt}&colormap=viridis",
+        data=jpeg_640x480,
+        content_type="image/jpeg",
+    )
+    side = decode(response.data)
+    assert side.shape == (480, 1280, 3)
+    left, right = side[:, :640].astype(int), side[:, 640:]
+    if fmt == "png":
+        assert np.abs(left - photo).max() <= 1
+        assert_close_picture(right, expected_heatmap(depth, "viridis"))
+    else:  # within JPEG error; the swapped channel order would be far off
+        assert np.abs(left - photo).mean() < 4
+        assert np.abs(left - photo[..., ::-1]).mean() > 20
+        assert np.abs(right.astype(int) - expected_heatmap(depth, "viridis")).mean() < 4
+
+
+def test_near_is_bright_for_a_depth_map_we_choose(loaded_app, jpeg_640x480, monkeypatch):
+    runtime = loaded_app.extensions["midas_runtime"]
+    ramp = np.tile(np.linspace(0.0, 3.0, 640, dtype=np.float32), (480, 1))  # near on the right
+    monkeypatch.setattr(runtime.estimator, "predict", lambda rgb, times=None: ramp)
+    response = loaded_app.test_client().post(
+        "/predict?format=png", data=jpeg_640x480, content_type="image/jpeg"
+    )
+    picture = decode(response.data)
+    assert (picture[:, -1] == (164, 255, 252)).all()  # inferno's 255: pale yellow (BGR)
+    assert (picture[:, 0] == (4, 0, 0)).all()  # inferno's 0: nearly black
+
+
+def test_every_depth_format_holds_the_npy_numbers(client, jpeg_640x480):
+    from midas_service.encode import from_pfm
+
+    depth = depth_of(client, jpeg_640x480)
+    assert depth.shape == (480, 640) and depth.max() > depth.min()
+
+    def fetch(fmt: str) -> bytes:
+        response = client.post(
+            f"/predict?output=depth&format={fmt}", data=jpeg_640x480, content_type="image/jpeg"
+        )
+        assert response.status_code == 200
+        return response.data
+
+    np.testing.assert_array_equal(from_pfm(fetch("pfm")), depth)
+    document = json.loads(fetch("json"))
+    np.testing.assert_array_equal(np.array(document["depth"], dtype=np.float32), depth)
+    assert (document["min"], document["max"]) == (float(depth.min()), float(depth.max()))
+    png16 = decode(fetch("png16"))
+    scaled = (depth.astype(np.float64) - depth.min()) / (depth.max() - depth.min()) * 65535
+    assert png16.dtype == np.uint16 and np.abs(png16 - np.rint(scaled)).max() <= 1
+
+
+def test_non_finite_depth_is_a_500_with_a_log_line(broken_model_path, jpeg_640x480, caplog):
+    settings = Settings(model_path=broken_model_path, backend="torchscript", warmup_runs=0)
+    app = create_app(settings, load_model=False)
+    app.extensions["midas_runtime"].load()
+    response = app.test_client().post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    assert_json_error(response, 500, "internal_error")
+    assert "the model produced non-finite output: 1 of" in caplog.text
+
+
+def test_non_finite_depth_during_warm_up_fails_the_load(broken_model_path):
+    settings = Settings(model_path=broken_model_path, backend="torchscript", warmup_runs=1)
+    app = create_app(settings, load_model=False)
+    runtime = app.extensions["midas_runtime"]
+    runtime.load()
+    assert not runtime.ready and "non-finite" in runtime.error
+
+
+def test_model_without_metadata_is_refused_unless_allowed(bare_model_path, jpeg_640x480):
+    refused = create_app(Settings(model_path=bare_model_path, warmup_runs=0), load_model=False)
+    runtime = refused.extensions["midas_runtime"]
+    runtime.load()
+    assert not runtime.ready
+    assert "no export metadata" in runtime.error and "MIDAS_ALLOW_NO_METADATA=1" in runtime.error
+    assert refused.test_client().get("/readyz").status_code == 503
+    settings = Settings(model_path=bare_model_path, warmup_runs=0, allow_no_metadata=True)
+    allowed = create_app(settings, load_model=False)
+    allowed.extensions["midas_runtime"].load()
+    response = allowed.test_client().post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    assert response.status_code == 200
+    assert Settings.from_env({"MIDAS_ALLOW_NO_METADATA": "1"}).allow_no_metadata
+
+
+def page_picture(response) -> np.ndarray:
+    import base64
+
+    match = re.search(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', response.get_data(True))
+    assert match, "no result picture on the page"
+    return decode(base64.b64decode(match.group(1)))
+
+
+def test_upload_page_uses_the_chosen_colormap(client, jpeg_640x480):
+    depth = depth_of(client, jpeg_640x480)
+    result = client.post(
+        "/",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), "colormap": "viridis"},
+        content_type="multipart/form-data",
+    )
+    right = page_picture(result)[:, 640:].astype(int)
+    assert np.abs(right - expected_heatmap(depth, "viridis")).mean() < 4
+    assert np.abs(right - expected_heatmap(depth, "inferno")).mean() > 20
+
+
+def test_upload_page_refuses_an_unknown_colormap_like_predict(client, jpeg_640x480):
+    page = client.post(
+        "/",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), "colormap": "rainbow"},
+        content_type="multipart/form-data",
+    )
+    api = client.post("/predict?colormap=rainbow", data=jpeg_640x480, content_type="image/jpeg")
+    assert page.status_code == api.status_code == 400
+    html = page.get_data(as_text=True)
+    assert api.get_json()["error"]["message"].replace("'", "&#39;") in html
+    assert "data:image/jpeg;base64," not in html
+
+
+# One list of error codes: the table in errors.py, the README, the OpenAPI document, the code.
+
+
+def readme_error_codes() -> dict[str, tuple[int, str]]:
+    from tests.support import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Error codes", 1)[1].split("\n\n#", 1)[0]
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \| (.+?) \|$", section, flags=re.M)
+    return {code: (int(status), meaning) for status, code, meaning in rows}
+
+
+def test_readme_lists_exactly_the_error_codes_of_the_code():
+    from midas_service.web.errors import ERROR_CODES
+
+    listed = readme_error_codes()
+    assert listed == {code: (e.status, e.meaning) for code, e in ERROR_CODES.items()}
+
+
+def test_openapi_lists_every_error_code_under_its_status(client):
+    from midas_service.web.errors import ERROR_CODES
+
+    spec = client.get("/openapi.json").get_json()
+    schema = spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+    assert schema["code"]["enum"] == list(ERROR_CODES)
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    for code, error in ERROR_CODES.items():
+        assert f"`{code}`" in responses[str(error.status)]["description"]
+
+
+def test_every_code_the_source_sends_is_in_the_table():
+    from midas_service import imaging
+    from midas_service.web.errors import ERROR_CODES, HTTP_ERRORS, IMAGE_ERRORS
+    from tests.support import ROOT
+
+    sent = set(IMAGE_ERRORS.values()) | set(HTTP_ERRORS.values())
+    for path in (ROOT / "midas_service").rglob("*.py"):
+        source = path.read_text()
+        sent |= set(re.findall(r'\bcode = "(\w+)"', source))
+        sent |= set(re.findall(r'error_response\(\s*"(\w+)"', source))
+    sent |= set(re.findall(r'"code":"(\w+)"', (ROOT / "nginx/midas.conf.template").read_text()))
+    assert {"bad_parameter", "not_ready", "internal_error", "unavailable"} <= sent
+    assert sent <= set(ERROR_CODES)
+    subclasses = set(imaging.ImageError.__subclasses__())
+    assert subclasses == set(IMAGE_ERRORS)  # no image error falls through to a generic code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import threading
@@ -125,3 +126,29 @@ def test_no_network_says_where_to_put_the_file(tmp_path):
     message = str(info.value)
     assert "--weights" in message and str(tmp_path / CHECKPOINT_NAME) in message
     assert "--random-weights" in message
+
+
+def test_an_unwritable_cache_is_reported_as_such_not_as_a_download_failure(server, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(WeightsError) as info:
+        obtain_checkpoint(url=f"{server}/good.pt", directory=blocker / "cache")
+    message = str(info.value)
+    assert "could not download" not in message
+    assert f"could not create the download file in {blocker / 'cache'}" in message
+    assert "Not a directory" in message and "MIDAS_CACHE_DIR" in message
+
+
+def test_a_full_disk_is_reported_as_such(server, tmp_path, monkeypatch):
+    import midas_service.weights as weights
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(weights.os, "fsync", disk_full)
+    with pytest.raises(WeightsError) as info:
+        obtain_checkpoint(url=f"{server}/good.pt", directory=tmp_path)
+    message = str(info.value)
+    assert "could not download" not in message
+    assert "could not write" in message and "No space left on device" in message
+    assert list(tmp_path.iterdir()) == []  # the partial download is removed
