@@ -95,10 +95,11 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                             "content": {m: {"schema": binary} for m in media},
                         },
                         "400": _error(
-                            "bad parameter, empty or undecodable image, or format=json for "
-                            "an image over 2 MP (output_too_large)"
+                            "bad parameter, empty or undecodable image, or an answer its "
+                            "format cannot hold (output_too_large: jpeg 65,500 px a side, "
+                            "png 1,000,000, json 2 MP; the side-by-side is twice as wide)"
                         ),
-                        "413": _error("upload or image too large"),
+                        "413": _error("upload, image or one of its sides too large"),
                         "415": _error("not a supported image type"),
                         "500": _error("internal error"),
                         "503": _error("model not loaded yet"),
