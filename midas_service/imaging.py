@@ -1,7 +1,7 @@
 """Untrusted bytes in, a validated float32 RGB image in [0, 1] out.
 
-Checks run cheapest first: size of the upload, the format's magic bytes, the pixel count from
-the header (before any pixel is decoded), then the decode itself.
+Checks run cheapest first: size of the upload, the format's magic bytes, the size from the
+header (before any pixel is decoded), then the decode itself.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +27,10 @@ MAGIC_BYTES = {
     b"MM\x00*": "tiff",
 }
 SUPPORTED_FORMATS = ("jpeg", "png", "webp", "bmp", "tiff")
+# libpng reads (and writes) no side longer than this by default, OpenCV's other decoders stop at
+# 2**20: one limit for every format keeps the rule simple and every accepted image decodable.
+MAX_SIDE = 1_000_000
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 class ImageError(Exception):
@@ -57,17 +62,69 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, with width and height as decoded (after EXIF orientation)."""
+
+    format: str
+    width: int
+    height: int
+
+
+def _displayed_size(probe: Image.Image) -> tuple[int, int]:
+    """The size after the EXIF orientation that OpenCV's decode applies.
+
+    Only EXIF already read with the header is consulted (Pillow's PNG ``getexif`` would decode
+    the pixels to look further). Pillow reports TIFF sizes already oriented. EXIF that does not
+    parse counts as no rotation: OpenCV ignores it too, and the caller checks the decoded size.
+    """
+    width, height = probe.size
+    exif = probe.info.get("exif")
+    if not exif or probe.format == "TIFF":
+        return width, height
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+        orientation = parsed.get(0x0112, 1)
+    except Exception:  # any malformed EXIF: unrotated, as OpenCV reads it
+        orientation = 1
+    return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
+
+
 def header_size(data: bytes, fmt: str) -> tuple[int, int]:
-    """(width, height) read from the header only; Pillow decodes no pixels here."""
+    """(width, height) as decoded, read from the header only; Pillow decodes no pixels here."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
-                return probe.size
+                return _displayed_size(probe)
     except Image.DecompressionBombError as exc:  # over 2x Pillow's limit: too large, not corrupt
         raise ImageTooLarge(f"the {fmt} header declares far too many pixels") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise UndecodableImage(f"cannot read the {fmt} header: truncated or corrupt") from exc
+
+
+def read_header(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
+    """Every check that needs no pixel decoded: byte size, format, width and height."""
+    if not data:
+        raise EmptyImage("the upload is empty")
+    if len(data) > max_bytes:
+        # Not len(data): a chunked body past the limit arrives cut short at Flask's own limit.
+        limit_mb = max_bytes / (1024 * 1024)
+        raise ImageTooLarge(f"the upload is larger than the {limit_mb:g} MB limit ({max_bytes} B)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise UnsupportedImage(f"not a supported image; send one of {', '.join(SUPPORTED_FORMATS)}")
+    width, height = header_size(data, fmt)
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image is {width}x{height} pixels; the limit is {max_pixels}")
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} pixels; each side is limited to {MAX_SIDE}"
+        )
+    if width < 1 or height < 1:
+        raise UndecodableImage(f"the image header says {width}x{height}")
+    return ImageHeader(fmt, width, height)
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -76,18 +133,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     Grayscale becomes RGB, alpha is dropped, 16-bit is scaled by 65535, EXIF orientation is
     applied (by OpenCV's colour decode).
     """
-    if not data:
-        raise EmptyImage("the upload is empty")
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"the upload is {len(data)} bytes; the limit is {max_bytes}")
-    fmt = sniff_format(data)
-    if fmt is None:
-        raise UnsupportedImage(f"not a supported image; send one of {', '.join(SUPPORTED_FORMATS)}")
-    width, height = header_size(data, fmt)
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"the image is {width}x{height} pixels; the limit is {max_pixels}")
-    if width < 1 or height < 1:
-        raise UndecodableImage(f"the image header says {width}x{height}")
+    fmt = read_header(data, max_bytes, max_pixels).format
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)

@@ -54,7 +54,7 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
 
 
 def test_json_output_is_refused_for_huge_maps(client):
-    from midas_service.web.api import JSON_MAX_PIXELS
+    from midas_service.output_limits import JSON_MAX_PIXELS
 
     _, big = cv2.imencode(".png", np.zeros((1000, JSON_MAX_PIXELS // 1000 + 1), np.uint8))
     response = client.post(

@@ -16,6 +16,7 @@ from midas_service.logs import configure_logging
 from midas_service.runtime import ModelRuntime
 from midas_service.web import metrics
 from midas_service.web.api import api
+from midas_service.web.drain import DrainUnreadBody
 from midas_service.web.errors import register_error_handlers
 from midas_service.web.page import page
 
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.register_blueprint(page)
     register_error_handlers(app)
     _install_request_hooks(app)
+    # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
+    app.wsgi_app = DrainUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
     if load_model:
         runtime.start()
     return app

@@ -8,7 +8,8 @@ import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from midas_service import encode, visualize
-from midas_service.imaging import decode_image
+from midas_service.imaging import decode_image, read_header
+from midas_service.output_limits import output_refusal
 from midas_service.pipeline import StageTimes
 from midas_service.runtime import ModelRuntime
 from midas_service.web import metrics
@@ -17,9 +18,6 @@ from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options
 
 api = Blueprint("api", __name__)
-# JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
-# and 3.5 GB. Larger maps must use npy, png16 or pfm.
-JSON_MAX_PIXELS = 2_000_000
 
 
 def runtime() -> ModelRuntime:
@@ -36,20 +34,25 @@ def render(rgb: np.ndarray, depth: np.ndarray, options: Options) -> tuple[bytes,
     return encode.encode_picture(picture, options.format), encode.IMAGE_MEDIA_TYPES[options.format]
 
 
+def refuse_unfit_output(width: int, height: int, options: Options) -> None:
+    """400 output_too_large when the requested answer cannot hold an image of this size."""
+    message = output_refusal(width, height, options.output, options.format)
+    if message:
+        raise OutputTooLarge(message)
+
+
 def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     """decode -> depth -> encode, timing each stage into ``g.stage_seconds``."""
     settings = current_app.config["MIDAS_SETTINGS"]
+    # Refuse from the header alone, before waiting for the model or decoding a pixel.
+    header = read_header(data, settings.max_upload_bytes, settings.max_pixels)
+    refuse_unfit_output(header.width, header.height, options)
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
     start = time.perf_counter()
     rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
-    height, width = rgb.shape[:2]
-    if options.format == "json" and height * width > JSON_MAX_PIXELS:
-        raise OutputTooLarge(
-            f"format=json is limited to {JSON_MAX_PIXELS} pixels and this image has "
-            f"{width}x{height}; use format=npy, png16 or pfm"
-        )
+    refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
     decoded = time.perf_counter()
     times = StageTimes()
     depth = estimator.predict(rgb, times)

@@ -33,12 +33,16 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "empty_image": ErrorCode(400, "the uploaded file is empty"),
     "undecodable_image": ErrorCode(400, "a supported format that cannot be decoded (truncated)"),
     "output_too_large": ErrorCode(
-        400, "`format=json` for an image over 2 MP (seconds and gigabytes); use npy, png16 or pfm"
+        400,
+        "the answer would not fit its format (see [Size limits](#size-limits)), e.g. jpeg over "
+        "65,500 px a side, json over 2 MP",
     ),
     "bad_request": ErrorCode(400, "a malformed HTTP request, e.g. a broken multipart body"),
     "not_found": ErrorCode(404, "no such path"),
     "method_not_allowed": ErrorCode(405, "wrong method (`Allow` lists the right ones)"),
-    "too_large": ErrorCode(413, "over `MIDAS_MAX_UPLOAD_MB` bytes or `MIDAS_MAX_PIXELS` pixels"),
+    "too_large": ErrorCode(
+        413, "over `MIDAS_MAX_UPLOAD_MB` bytes, `MIDAS_MAX_PIXELS` pixels or 1,000,000 px a side"
+    ),
     "unsupported_media_type": ErrorCode(
         415, "not JPEG, PNG, WebP, BMP or TIFF (judged by the bytes), or a wrong `Content-Type`"
     ),

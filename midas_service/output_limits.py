@@ -1,0 +1,71 @@
+"""What each output format can hold, checked from the image size before any work is spent.
+
+Every limit below was measured with this project's OpenCV (5.0) and is tested at and just over
+its value:
+
+| output         | format          | picture size     | limit                               |
+|----------------|-----------------|------------------|-------------------------------------|
+| heatmap        | jpeg            | W x H            | each side <= 65,500 (libjpeg)        |
+| side           | jpeg            | 2W x H           | each side <= 65,500 (libjpeg)        |
+| heatmap / side | png             | W x H / 2W x H   | each side <= 1,000,000 (libpng)      |
+| depth          | png16           | W x H            | each side <= 1,000,000 (libpng)      |
+| depth          | json            | W x H            | W x H <= 2,000,000 (cost, see below) |
+| depth          | npy, pfm        | W x H            | none beyond the input limits         |
+
+The input limits (``imaging.MAX_SIDE`` and ``MIDAS_MAX_PIXELS``) apply first, so heatmap png,
+png16, npy and pfm always fit.
+"""
+
+from __future__ import annotations
+
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV's encoder fails beyond it
+PNG_MAX_SIDE = 1_000_000  # libpng's default user limit, enforced on write (and on read)
+# JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
+# and 3.5 GB. Larger maps must use npy, png16 or pfm.
+JSON_MAX_PIXELS = 2_000_000
+
+MAX_SIDE = {"jpeg": JPEG_MAX_SIDE, "png": PNG_MAX_SIDE, "png16": PNG_MAX_SIDE}
+MAX_PIXELS = {"json": JSON_MAX_PIXELS}
+FORMATS = {
+    "heatmap": ("jpeg", "png"),
+    "side": ("jpeg", "png"),
+    "depth": ("npy", "png16", "pfm", "json"),
+}
+
+
+def output_size(width: int, height: int, output: str) -> tuple[int, int]:
+    """(width, height) of the answer for an image of width x height."""
+    return (2 * width, height) if output == "side" else (width, height)
+
+
+def _exceeded(width: int, height: int, output: str, fmt: str) -> str | None:
+    """The limit of ``fmt`` that the answer would break, in words, or None."""
+    out_width, out_height = output_size(width, height, output)
+    side = MAX_SIDE.get(fmt)
+    if side is not None and max(out_width, out_height) > side:
+        return f"{fmt} is limited to {side} pixels per side"
+    pixels = MAX_PIXELS.get(fmt)
+    if pixels is not None and out_width * out_height > pixels:
+        return f"{fmt} is limited to {pixels} pixels"
+    return None
+
+
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def output_refusal(width: int, height: int, output: str, fmt: str) -> str | None:
+    """None if the answer fits its format, else a message naming the limit and what would fit."""
+    problem = _exceeded(width, height, output, fmt)
+    if problem is None:
+        return None
+    out_width, out_height = output_size(width, height, output)
+    fitting = [f for f in FORMATS[output] if _exceeded(width, height, output, f) is None]
+    if fitting:
+        instead = "use format=" + _one_of(fitting)
+    else:  # only a side-by-side wider than the PNG limit gets here
+        instead = "use output=heatmap&format=png or output=depth"
+    return (
+        f"output={output}&format={fmt} would be a {out_width}x{out_height} picture for this "
+        f"{width}x{height} image, and {problem}; {instead}"
+    )
