@@ -154,6 +154,7 @@ def test_middleware_reads_to_the_end_within_the_bound():
 
 def test_middleware_reads_no_further_than_the_bound():
     assert run_middleware(bytes(5000), 1000, 10, CONTENT_LENGTH="5000") == 10  # declared too big
+    assert run_middleware(bytes(5000), 1000, 10, CONTENT_LENGTH="300") == 300  # never past it
     chunked = {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": "1"}
     assert run_middleware(bytes(5000), 1000, 10, **chunked) == 1001  # stops one byte past
     assert run_middleware(bytes(5000), 1000, 10) == 10  # no length, unterminated: never read

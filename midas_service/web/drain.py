@@ -78,13 +78,17 @@ class DrainUnreadBody:
         length = declared_length(environ)
         # Without a length, only a server-terminated (chunked) stream is safe to read to its end.
         terminated = is_chunked(environ) and environ.get("wsgi.input_terminated", False)
-        if (length is not None and length <= self.bound) or (length is None and terminated):
-            self.discard(body)
+        if length is not None and length <= self.bound:
+            self.discard(body, length)  # never past it: some servers hand over the raw socket
+        elif length is None and terminated:
+            # One byte past the bound: the end of a chunked body of exactly ``bound`` bytes (its
+            # last, empty chunk) is only read by asking for more.
+            self.discard(body, self.bound + 1)
         return answer
 
-    def discard(self, body: CountingInput) -> None:
-        # Up to one byte past the bound: the end of a chunked body of exactly ``bound`` bytes
-        # (its last, empty chunk) is only read by asking for more.
-        while body.consumed <= self.bound:
-            if not body.read(min(DISCARD_CHUNK, self.bound + 1 - body.consumed)):
+    @staticmethod
+    def discard(body: CountingInput, up_to: int) -> None:
+        """Read and drop until ``up_to`` bytes of the body have been read, or it ends."""
+        while body.consumed < up_to:
+            if not body.read(min(DISCARD_CHUNK, up_to - body.consumed)):
                 return
