@@ -230,6 +230,7 @@ def test_readyz_and_predict_from_the_runtime_stage(served, jpeg_640x480):
     ready = requests.get(f"{url}/readyz", timeout=10).json()
     assert ready["ready"] is True and ready["backend"] == env["MIDAS_BACKEND"]
     assert ready["untrained"] is True  # the export stage ran with MIDAS_WEIGHTS=random
+    assert ready["openmp"] == f"intel (KMP_BLOCKTIME={env['KMP_BLOCKTIME']})"
     answer = requests.post(
         f"{url}/predict",
         data=jpeg_640x480,
