@@ -63,8 +63,13 @@ COPY midas_service/ midas_service/
 COPY templates/ templates/
 COPY static/ static/
 
+# TorchScript workers use Intel OpenMP (the intel-openmp wheel puts libiomp5.so in pip's prefix,
+# /usr/local here), preloaded so torch's OpenMP calls resolve to it; KMP_BLOCKTIME=1 ms lets idle
+# threads sleep almost at once, so concurrent requests in two workers do not starve each other.
 ENV MIDAS_MODEL_PATH=/models/midas_small.pt \
-    MIDAS_BACKEND=onnxruntime \
+    MIDAS_BACKEND=torchscript \
+    LD_PRELOAD=/usr/local/lib/libiomp5.so \
+    KMP_BLOCKTIME=1 \
     GUNICORN_BIND=0.0.0.0:8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -20,6 +22,11 @@ from midas_service import openmp
 from tests.support import ROOT
 
 NGINX_TEMPLATE = ROOT / "nginx" / "midas.conf.template"
+NGINX_TLS_TEMPLATE = ROOT / "nginx" / "midas-tls.conf.template"
+NGINX_SHARED_TEMPLATES = (
+    ROOT / "nginx" / "midas-upstream.inc.template",
+    ROOT / "nginx" / "midas-locations.inc.template",
+)
 
 
 def free_port() -> int:
@@ -37,8 +44,8 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
         try:
             if requests.get(url, timeout=2).status_code == status:
                 return time.monotonic() - start
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer within 2 s
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
 
@@ -94,24 +101,70 @@ def gunicorn(
         yield f"http://127.0.0.1:{port}", process
 
 
-def render_nginx_conf(workdir: Path, port: int, upstream: str, max_upload_mb: str) -> Path:
-    """A complete nginx.conf around the project's template, with every path inside workdir."""
-    server_block = Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-        NGINX_PORT=f"127.0.0.1:{port}",
-        MIDAS_UPSTREAM=upstream,
-        MIDAS_MAX_UPLOAD_MB=max_upload_mb,
-        MIDAS_STATIC_ROOT=str(ROOT / "static"),
-    )
-    (workdir / "midas.conf").write_text(server_block)
-    temp = workdir / "nginx-temp"
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate (chain) and its key, PEM files."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A running nginx: its plain-HTTP URL, its HTTPS URL when TLS is on, its folder."""
+
+    http: str
+    https: str | None
+    folder: Path
+
+
+def render_nginx_conf(
+    folder: Path,
+    port: int,
+    upstreams: str | Sequence[str],
+    max_upload_mb: str,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
+) -> Path:
+    """A complete nginx.conf around the project's templates, with every path inside ``folder``.
+
+    Like the official image: each template is rendered into ``folder/conf.d/`` and nginx.conf
+    includes ``conf.d/*.conf``; the server file includes the two ``conf.d/midas-*.inc``.
+    """
+    addresses = [upstreams] if isinstance(upstreams, str) else list(upstreams)
+    values = {
+        "NGINX_PORT": f"127.0.0.1:{port}",
+        "MIDAS_UPSTREAM_SERVERS": " ".join(
+            f"server {a.removeprefix('http://')};" for a in addresses
+        ),
+        "MIDAS_MAX_UPLOAD_MB": max_upload_mb,
+        "MIDAS_STATIC_ROOT": str(ROOT / "static"),
+    }
+    server_template = NGINX_TEMPLATE
+    if tls is not None:
+        server_template = NGINX_TLS_TEMPLATE
+        values |= {
+            "NGINX_TLS_PORT": f"127.0.0.1:{tls_port}",
+            "NGINX_TLS_PUBLIC_PORT": str(tls_port),
+            "NGINX_TLS_CERT": str(tls.cert),
+            "NGINX_TLS_KEY": str(tls.key),
+        }
+    conf_d = folder / "conf.d"
+    conf_d.mkdir(parents=True, exist_ok=True)
+    for template in (*NGINX_SHARED_TEMPLATES, server_template):
+        text = Template(template.read_text()).safe_substitute(values)
+        missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)))
+        assert not missing, f"{template.name} needs {missing}"
+        (conf_d / template.name.removesuffix(".template")).write_text(text)
+    temp = folder / "nginx-temp"
     temp.mkdir(exist_ok=True)
     os.chmod(temp, 0o777)  # nginx workers may run as nobody when started by root
-    conf = workdir / "nginx.conf"
+    conf = folder / "nginx.conf"
     conf.write_text(
         f"""daemon off;
 worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log warn;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-error.log warn;
 events {{ worker_connections 256; }}
 http {{
     include /etc/nginx/mime.types;
@@ -120,7 +173,7 @@ http {{
     fastcgi_temp_path {temp}/fastcgi;
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
-    include {workdir}/midas.conf;
+    include conf.d/*.conf;
 }}
 """
     )
@@ -128,15 +181,36 @@ http {{
 
 
 @contextmanager
-def nginx(upstream_url: str, workdir: Path, max_upload_mb: str = "10") -> Iterator[str]:
-    """The real nginx binary in front of ``upstream_url``; yields its base URL."""
+def nginx_proxy(
+    upstreams: str | Sequence[str],
+    workdir: Path,
+    max_upload_mb: str = "10",
+    *,
+    tls: TlsFiles | None = None,
+    ready_status: int = 200,
+) -> Iterator[Proxy]:
+    """The real nginx binary in front of one or more Gunicorn URLs, optionally with HTTPS.
+
+    Ready when plain-HTTP /healthz answers ``ready_status`` (503 for a dead upstream).
+    """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     port = free_port()
-    upstream = upstream_url.removeprefix("http://")
-    conf = render_nginx_conf(workdir, port, upstream, max_upload_mb)
-    with running(
-        [binary, "-c", str(conf), "-p", str(workdir)],
-        workdir / "nginx.log",
-        f"http://127.0.0.1:{port}/healthz",
-    ):
-        yield f"http://127.0.0.1:{port}"
+    tls_port = free_port() if tls else None
+    folder = workdir / f"nginx-{port}"
+    conf = render_nginx_conf(folder, port, upstreams, max_upload_mb, tls, tls_port)
+    with running([binary, "-c", str(conf), "-p", str(folder)], folder / "nginx.log", None) as proc:
+        wait_for(f"http://127.0.0.1:{port}/healthz", proc, status=ready_status)
+        yield Proxy(
+            http=f"http://127.0.0.1:{port}",
+            https=f"https://127.0.0.1:{tls_port}" if tls_port else None,
+            folder=folder,
+        )
+
+
+@contextmanager
+def nginx(
+    upstream_url: str | Sequence[str], workdir: Path, max_upload_mb: str = "10"
+) -> Iterator[str]:
+    """Plain-HTTP nginx in front of ``upstream_url`` (one URL or several); yields its base URL."""
+    with nginx_proxy(upstream_url, workdir, max_upload_mb) as proxy:
+        yield proxy.http
