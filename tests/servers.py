@@ -37,7 +37,7 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
         try:
             if requests.get(url, timeout=2).status_code == status:
                 return time.monotonic() - start
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
@@ -140,3 +140,36 @@ def nginx(upstream_url: str, workdir: Path, max_upload_mb: str = "10") -> Iterat
         f"http://127.0.0.1:{port}/healthz",
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """A throwaway redis-server on loopback (no persistence); yields its redis:// URL.
+
+    Pass the ``port`` of a stopped one to bring the "same" server back.
+    """
+    import redis
+
+    port = port or free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    url = f"redis://127.0.0.1:{port}/0"
+    with open(workdir / f"redis-{port}.log", "ab") as log:
+        process = subprocess.Popen([*args, "--dir", str(workdir)], stdout=log, stderr=log)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1)
+        start = time.monotonic()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() - start > 20:
+                    raise TimeoutError("redis-server did not answer PING") from None
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        stop(process)
