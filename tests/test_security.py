@@ -101,6 +101,17 @@ def test_probes_page_and_documents_are_open_but_computing_needs_a_key(locked, jp
     assert_unauthorized(locked.get("/no-such-page"), invalid=False)
 
 
+def test_openapi_says_where_a_key_is_needed(locked, client):
+    spec = locked.get("/openapi.json").get_json()
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    predict = spec["paths"]["/predict"]["post"]
+    assert predict["security"] == [{"bearer": []}, {"apiKey": []}] and "401" in predict["responses"]
+    assert "security" not in spec["paths"]["/metrics"]["get"]  # public by default
+    open_spec = client.get("/openapi.json").get_json()
+    assert "securitySchemes" not in open_spec["components"]
+    assert "security" not in open_spec["paths"]["/predict"]["post"]
+
+
 def test_metrics_can_require_a_key(model_path):
     settings = Settings(model_path=model_path, api_keys=KEYS, metrics_public=False)
     client = create_app(settings, load_model=False).test_client()
@@ -108,6 +119,8 @@ def test_metrics_can_require_a_key(model_path):
     response = client.get("/metrics", headers={"Authorization": f"Bearer {KEYS[0]}"})
     assert response.status_code == 200 and b"midas_requests_total" in response.data
     assert client.get("/healthz").status_code == 200
+    spec = client.get("/openapi.json").get_json()
+    assert "401" in spec["paths"]["/metrics"]["get"]["responses"]
 
 
 def test_cors_is_off_by_default(client):
