@@ -249,3 +249,14 @@ def test_no_server_version_and_keys_through_gunicorn_and_nginx(model_path, tmp_p
             assert allowed.status_code == 200
             picture = cv2.imdecode(np.frombuffer(allowed.content, np.uint8), cv2.IMREAD_COLOR)
             assert picture.shape == (480, 640, 3)
+        noise = np.random.default_rng(1).integers(0, 255, (900, 1200, 3), np.uint8)
+        big = cv2.imencode(".png", noise)[1]
+        assert big.nbytes > 3 * 1024 * 1024
+        response = requests.post(
+            f"{proxied}/predict?output=depth",
+            files={"image": ("noise.png", big.tobytes(), "image/png")},
+            headers={"X-API-Key": KEYS[0]},
+        )
+        assert response.status_code == 200
+        # nginx warns whenever it spills a request body to a temporary file
+        assert "temporary file" not in (tmp_path / "nginx-error.log").read_text()
