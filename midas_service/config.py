@@ -14,6 +14,14 @@
 | MIDAS_WARMUP_RUNS    | 3                     | inferences before the worker is ready    |
 | MIDAS_READY_WAIT_S   | 20                    | how long /predict waits for a warming worker |
 | MIDAS_LOG_LEVEL      | info                  | debug, info, warning, error              |
+| MIDAS_CACHE_MB       | 32                    | in-process result cache per worker; 0 = off |
+| REDIS_URL            | unset                 | shared result cache in Redis instead     |
+| MIDAS_REDIS_PREFIX   | midas:                | prefix of the Redis keys                 |
+| MIDAS_CACHE_TTL_S    | 86400                 | lifetime of a Redis cache entry          |
+| MIDAS_REDIS_TIMEOUT_S | 0.2                  | Redis connect/read timeout; then uncached |
+| MIDAS_API_KEYS       | unset (open)          | comma-separated keys for /predict and POST / |
+| MIDAS_METRICS_PUBLIC | 1                     | 0 = /metrics needs a key too             |
+| MIDAS_CORS_ORIGINS   | unset (no CORS)       | comma-separated origins allowed to call the API |
 """
 
 from __future__ import annotations
@@ -45,6 +53,14 @@ class Settings:
     warmup_runs: int = 3
     ready_wait_s: float = 20.0
     log_level: str = "info"
+    cache_mb: float = 32.0
+    redis_url: str = ""
+    redis_prefix: str = "midas:"
+    cache_ttl_s: int = 86400
+    redis_timeout_s: float = 0.2
+    api_keys: tuple[str, ...] = ()
+    metrics_public: bool = True
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -57,6 +73,9 @@ class Settings:
 
         def flag(value: str) -> bool:
             return value.lower() in ("1", "true", "yes")
+
+        def items(name: str) -> tuple[str, ...]:
+            return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
         try:
             settings = cls(
@@ -72,6 +91,14 @@ class Settings:
                 warmup_runs=int(get("MIDAS_WARMUP_RUNS", str(cls.warmup_runs))),
                 ready_wait_s=float(get("MIDAS_READY_WAIT_S", str(cls.ready_wait_s))),
                 log_level=get("MIDAS_LOG_LEVEL", cls.log_level).lower(),
+                cache_mb=float(get("MIDAS_CACHE_MB", str(cls.cache_mb))),
+                redis_url=get("REDIS_URL", ""),
+                redis_prefix=env.get("MIDAS_REDIS_PREFIX", cls.redis_prefix),
+                cache_ttl_s=int(get("MIDAS_CACHE_TTL_S", str(cls.cache_ttl_s))),
+                redis_timeout_s=float(get("MIDAS_REDIS_TIMEOUT_S", str(cls.redis_timeout_s))),
+                api_keys=items("MIDAS_API_KEYS"),
+                metrics_public=flag(get("MIDAS_METRICS_PUBLIC", "1")),
+                cors_origins=items("MIDAS_CORS_ORIGINS"),
             )
         except ValueError as exc:
             raise ConfigError(f"bad number in the environment: {exc}") from exc
@@ -89,3 +116,17 @@ class Settings:
             raise ConfigError("MIDAS_MAX_UPLOAD_MB and MIDAS_MAX_PIXELS must be positive")
         if self.warmup_runs < 0 or self.ready_wait_s < 0:
             raise ConfigError("MIDAS_WARMUP_RUNS and MIDAS_READY_WAIT_S must not be negative")
+        if self.cache_mb < 0 or self.cache_ttl_s < 1 or self.redis_timeout_s <= 0:
+            raise ConfigError(
+                "MIDAS_CACHE_MB must not be negative; MIDAS_CACHE_TTL_S and "
+                "MIDAS_REDIS_TIMEOUT_S must be positive"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        for origin in self.cors_origins:
+            if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+                raise ConfigError(
+                    f"MIDAS_CORS_ORIGINS takes exact origins like https://example.org:8443 "
+                    "(no '*', no path); "
+                    f"got {origin!r}"
+                )

@@ -70,12 +70,14 @@ def loaded_app(request: pytest.FixtureRequest, model_path: Path):
     from midas_service.config import Settings
     from midas_service.web import create_app
 
+    # No result cache: these tests exercise the pipeline (tests/test_cache.py tests the cache).
     settings = Settings(
         model_path=model_path,
         backend=request.param,
         allow_untrained=True,
         warmup_runs=1,
         max_upload_mb=2,
+        cache_mb=0,
     )
     app = create_app(settings, load_model=False)
     app.config["TESTING"] = True

@@ -28,7 +28,10 @@ def stack(request, model_path, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack")
     with ExitStack() as stack:
         app_url, process = stack.enter_context(
-            gunicorn(model_path, workdir, workers=2, MIDAS_BACKEND=request.param)
+            # No result cache: these tests watch the pipeline run (test_cache.py covers the cache)
+            gunicorn(
+                model_path, workdir, workers=2, MIDAS_BACKEND=request.param, MIDAS_CACHE_MB="0"
+            )
         )
         proxy_url = stack.enter_context(nginx(app_url, workdir, max_upload_mb="10"))
         yield {"gunicorn": app_url, "nginx": proxy_url, "process": process}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
+from midas_service.cache import open_store
 from midas_service.config import Settings
 from midas_service.logs import configure_logging
 from midas_service.runtime import ModelRuntime
@@ -19,6 +20,7 @@ from midas_service.web.api import api
 from midas_service.web.drain import DrainUnreadBody
 from midas_service.web.errors import register_error_handlers
 from midas_service.web.page import page
+from midas_service.web.security import install_security
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -47,10 +49,18 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     )
     runtime = ModelRuntime(settings)
     app.extensions["midas_runtime"] = runtime
+    app.extensions["midas_cache"] = open_store(
+        settings.redis_url,
+        settings.cache_mb,
+        settings.redis_prefix,
+        settings.cache_ttl_s,
+        settings.redis_timeout_s,
+    )
     app.register_blueprint(api)
     app.register_blueprint(page)
     register_error_handlers(app)
     _install_request_hooks(app)
+    install_security(app, settings)  # after the request ids: its 401s carry one
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
     app.wsgi_app = DrainUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
     if load_model:
@@ -73,6 +83,7 @@ def _install_request_hooks(app: Flask) -> None:
         response.headers["X-Worker-PID"] = str(os.getpid())  # which worker answered
         stages = g.get("stage_seconds", {})
         timing = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in stages.items()]
+        timing = [*g.get("timing_notes", []), *timing]
         response.headers["Server-Timing"] = ", ".join([*timing, f"total;dur={elapsed * 1000:.2f}"])
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         output = g.get("output", "") if endpoint == "/predict" else ""

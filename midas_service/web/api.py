@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from midas_service import encode, visualize
+from midas_service.cache import CacheUnavailable, Entry, model_identity, result_key
 from midas_service.imaging import decode_image, read_header
 from midas_service.output_limits import output_refusal
 from midas_service.pipeline import StageTimes
@@ -50,6 +52,10 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
+    key = result_key(data, model_identity(estimator.engine.metadata), asdict(options))
+    cached = cache_get(key)
+    if cached is not None:
+        return cached.body, cached.media_type
     start = time.perf_counter()
     rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
@@ -67,7 +73,35 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     }
     for stage, seconds in g.stage_seconds.items():
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    cache_put(key, Entry(body, media_type))
     return body, media_type
+
+
+def cache_get(key: str) -> Entry | None:
+    """The cached answer, if any; notes hit/miss/error in metrics and Server-Timing."""
+    store = current_app.extensions["midas_cache"]
+    if store is None:
+        return None
+    start = time.perf_counter()
+    try:
+        entry = store.get(key)
+        result = "miss" if entry is None else "hit"
+    except CacheUnavailable:
+        entry, result = None, "error"
+    metrics.CACHE.labels(result).inc()
+    g.cache_result = result
+    g.timing_notes = [f"cache;desc={result};dur={(time.perf_counter() - start) * 1000:.2f}"]
+    return entry
+
+
+def cache_put(key: str, entry: Entry) -> None:
+    store = current_app.extensions["midas_cache"]
+    if store is None or g.get("cache_result") == "error":
+        return  # off, or unreachable a moment ago: do not pay a second timeout
+    try:
+        store.put(key, entry)
+    except CacheUnavailable:
+        metrics.CACHE.labels("error").inc()
 
 
 @api.post("/predict")

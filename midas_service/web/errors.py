@@ -38,6 +38,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
         "65,500 px a side, json over 2 MP",
     ),
     "bad_request": ErrorCode(400, "a malformed HTTP request, e.g. a broken multipart body"),
+    "unauthorized": ErrorCode(
+        401,
+        "`MIDAS_API_KEYS` is set and the request has no valid key (`WWW-Authenticate: Bearer`)",
+    ),
     "not_found": ErrorCode(404, "no such path"),
     "method_not_allowed": ErrorCode(405, "wrong method (`Allow` lists the right ones)"),
     "too_large": ErrorCode(

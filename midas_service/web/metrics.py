@@ -32,6 +32,9 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+CACHE = Counter(
+    "midas_cache", "Result cache lookups: hit, miss, or error (store unreachable)", ["result"]
+)
 IN_FLIGHT = Gauge(
     "midas_in_flight_requests", "Requests being handled now", multiprocess_mode="livesum"
 )

@@ -54,7 +54,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
     binary = {"type": "string", "format": "binary"}
     media = sorted(set(IMAGE_MEDIA_TYPES.values()) | set(DEPTH_MEDIA_TYPES.values()))
     formats = sorted(set(IMAGE_MEDIA_TYPES) | set(DEPTH_MEDIA_TYPES))
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "MiDaS depth service",
@@ -128,3 +128,19 @@ def openapi_document(settings: Settings) -> dict[str, object]:
         },
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
+    if settings.api_keys:
+        _require_keys(document, settings.metrics_public)
+    return document
+
+
+def _require_keys(document: dict, metrics_public: bool) -> None:
+    """With MIDAS_API_KEYS set: the two ways to send a key, required where the service asks."""
+    document["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
+    paths = [("/predict", "post")] + ([] if metrics_public else [("/metrics", "get")])
+    for path, method in paths:
+        operation = document["paths"][path][method]
+        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        operation["responses"]["401"] = _error("missing or invalid API key")

@@ -1,0 +1,113 @@
+"""Access control (API keys), CORS, security headers, and in-memory uploads, in one place.
+
+All of it is off or neutral by default and installed by the app factory:
+
+- API keys (``MIDAS_API_KEYS``): everything that runs the model (POST /predict, the page's
+  POST /) needs ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Exempt: the probes, the
+  page itself (GET /, static files: no data, no compute), the OpenAPI document, CORS
+  preflights (browsers never send credentials on them), and /metrics unless
+  ``MIDAS_METRICS_PUBLIC=0``.
+- CORS (``MIDAS_CORS_ORIGINS``): exact origins only; the answer names the caller's origin.
+- Headers on every answer: nosniff, no referrer, no framing. (The page's CSP is the page's.)
+- Uploads: Werkzeug spools multipart files over 500 KB to a temporary file; here they stay in
+  memory (their size is already bounded by MAX_CONTENT_LENGTH).
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+from typing import IO
+
+from flask import Flask, Request, Response, request
+
+from midas_service.config import Settings
+from midas_service.web.errors import error_response
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+PUBLIC_ENDPOINTS = {"api.healthz", "api.readyz", "api.openapi", "page.index", "static"}
+CORS_METHODS = "GET, POST"
+CORS_REQUEST_HEADERS = "Authorization, X-API-Key, Content-Type, X-Request-ID"
+CORS_EXPOSED_HEADERS = "Server-Timing, X-Request-ID, Content-Disposition"
+CORS_MAX_AGE_S = "600"
+
+
+class InMemoryRequest(Request):
+    """A request whose multipart file parts are kept in memory, never in a temporary file."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        return io.BytesIO()
+
+
+def presented_key() -> bytes | None:
+    """The key from ``Authorization: Bearer KEY`` or ``X-API-Key``, as sent."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip().encode("utf-8")
+    key = request.headers.get("X-API-Key", "").strip()
+    return key.encode("utf-8") if key else None
+
+
+def key_is_valid(given: bytes, keys: list[bytes]) -> bool:
+    """Constant-time comparison against every key (no early exit on a match)."""
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key)
+    return matched
+
+
+def install_security(app: Flask, settings: Settings) -> None:
+    app.request_class = InMemoryRequest
+    keys = [key.encode("utf-8") for key in settings.api_keys]
+    origins = frozenset(settings.cors_origins)
+    public = PUBLIC_ENDPOINTS | ({"api.prometheus_metrics"} if settings.metrics_public else set())
+
+    def is_preflight() -> bool:
+        return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+    @app.before_request
+    def check_access() -> Response | None:
+        if origins and is_preflight() and request.headers.get("Origin") in origins:
+            response = Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
+            response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE_S
+            return response
+        if not keys or request.method == "OPTIONS" or request.endpoint in public:
+            return None
+        given = presented_key()
+        if given is not None and key_is_valid(given, keys):
+            return None
+        response = error_response(
+            "unauthorized",
+            "this endpoint needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            if given is None
+            else "the API key is not valid",
+        )
+        challenge = 'Bearer realm="midas"'
+        if given is not None:
+            challenge += ', error="invalid_token"'
+        response.headers["WWW-Authenticate"] = challenge
+        return response
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if origins:
+            response.vary.add("Origin")
+            origin = request.headers.get("Origin")
+            if origin in origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+        return response
