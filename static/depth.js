@@ -22,7 +22,8 @@ export function parseNpy(buffer) {
   const values = new Float32Array(buffer.slice(start, start + width * height * 4));
   let min = Infinity;
   let max = -Infinity;
-  for (const value of values) {
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
     if (value < min) min = value;
     if (value > max) max = value;
   }
