@@ -4,6 +4,7 @@
 
 import { colourize, encodePng16, parseNpy, relativeDepthAt } from "./depth.js";
 import { sendPhoto } from "./upload.js";
+import { startWebcam } from "./webcam.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("upload");
@@ -32,7 +33,15 @@ const ui = {
 const maxUploadBytes = Number(form.dataset.maxUploadMb) * 1024 * 1024;
 const PROBE_HINT = ui.probe.textContent;
 
-const state = { depth: null, baseName: "photo", request: null, generation: 0, urls: new Set() };
+const state = {
+  depth: null,
+  baseName: "photo",
+  request: null,
+  generation: 0,
+  urls: new Set(),
+  stopWebcam: null,
+};
+const WEBCAM_INTERVAL_MS = 500;
 const tables = fetch(form.dataset.colormapsUrl)
   .then((response) => response.json())
   .then((encoded) =>
@@ -113,61 +122,122 @@ function showTimings(serverTimings, uploadMs, totalMs) {
     `In this browser: sent in ${uploadMs.toFixed(0)} ms, heatmap shown ${totalMs.toFixed(0)} ms after choosing.`;
 }
 
-async function start(file) {
+/**
+ * Send ``file`` and show its depth; resolves true once shown. A webcam frame (``live``) keeps
+ * the previous picture on screen until the new one is ready, so the view does not flicker.
+ */
+async function start(file, { live = false } = {}) {
   const chosenAt = performance.now();
   const generation = ++state.generation;
   state.request?.abort();
-  releaseUrls();
-  state.depth = null;
   ui.result.hidden = false;
   ui.error.hidden = true;
-  ui.timings.textContent = "";
-  ui.probe.textContent = PROBE_HINT;
-  delete ui.result.dataset.elapsedMs;
+  if (!live) {
+    state.stopWebcam?.();
+    releaseUrls();
+    state.depth = null;
+    ui.timings.textContent = "";
+    ui.probe.textContent = PROBE_HINT;
+    delete ui.result.dataset.elapsedMs;
+  }
   if (file.size > maxUploadBytes) {
     showError(
       `This photo is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${form.dataset.maxUploadMb} MB. ` +
         "Try a smaller one.",
     );
-    return;
+    return false;
   }
   if (file.type && !file.type.startsWith("image/")) {
     showError(`“${file.name}” is not a picture (${file.type}). Choose a JPEG, PNG or WebP photo.`);
-    return;
+    return false;
   }
-  state.baseName = baseNameOf(file);
-  ui.photo.alt = `Your photo ${file.name || ""}`.trim();
-  ui.photo.src = objectUrl(file);
-  ui.heat.hidden = true;
-  ui.heat.removeAttribute("src");
-  ui.output.hidden = false;
-  ui.downloads.heatmap.parentElement.hidden = true;
-  setStatus(`Sending ${file.name || "the photo"}…`, 0);
+  if (!live) {
+    state.baseName = baseNameOf(file);
+    ui.photo.alt = `Your photo ${file.name || ""}`.trim();
+    ui.photo.src = objectUrl(file);
+    ui.heat.hidden = true;
+    ui.heat.removeAttribute("src");
+    ui.output.hidden = false;
+    ui.downloads.heatmap.parentElement.hidden = true;
+    setStatus(`Sending ${file.name || "the photo"}…`, 0);
+  }
   let uploadedAt = chosenAt;
   const request = sendPhoto(form.dataset.predictUrl, file, {
-    onUploadProgress: (fraction) => setStatus(`Sending ${file.name || "the photo"}…`, fraction * 100),
+    onUploadProgress: (fraction) => live || setStatus(`Sending ${file.name || "the photo"}…`, fraction * 100),
     onUploaded: () => {
       uploadedAt = performance.now();
-      setStatus("Computing depth…", undefined);
+      if (!live) setStatus("Computing depth…", undefined);
     },
   });
   state.request = request;
   try {
     const { buffer, timings } = await request.promise;
-    if (generation !== state.generation) return;
+    if (generation !== state.generation) return false;
     state.depth = parseNpy(buffer);
+    if (live) {
+      releaseUrls();
+      state.baseName = baseNameOf(file);
+      ui.photo.alt = "Webcam frame";
+      ui.photo.src = objectUrl(file);
+      await ui.photo.decode();
+      ui.output.hidden = false;
+    }
     await recolour();
-    if (generation !== state.generation) return;
+    if (generation !== state.generation) return false;
     ui.heat.hidden = false;
     const elapsed = performance.now() - chosenAt;
     ui.result.dataset.elapsedMs = elapsed.toFixed(1);
     setStatus(`Depth of ${file.name || "your photo"}: bright is near, dark is far.`, null);
     showTimings(timings, uploadedAt - chosenAt, elapsed);
     await prepareDownloads(buffer);
+    return true;
   } catch (error) {
-    if (generation !== state.generation || error.name === "AbortError") return;
+    if (generation !== state.generation || error.name === "AbortError") return false;
+    state.stopWebcam?.();
     showError(error.message);
+    return false;
   }
+}
+
+function setUpWebcam() {
+  const button = $("webcam");
+  const rate = $("webcam-rate");
+  if (!navigator.mediaDevices?.getUserMedia) {
+    button.hidden = true;
+    return;
+  }
+  button.addEventListener("click", async () => {
+    if (state.stopWebcam) {
+      state.stopWebcam();
+      return;
+    }
+    button.setAttribute("aria-pressed", "true");
+    button.textContent = "Stop the webcam";
+    rate.textContent = "Starting the webcam…";
+    try {
+      const stop = await startWebcam($("camera"), {
+        send: (file) => start(file, { live: true }),
+        onRate: (fps) => {
+          rate.textContent = `Webcam: ${fps.toFixed(1)} frames/s`;
+          rate.dataset.fps = fps.toFixed(2);
+        },
+        intervalMs: WEBCAM_INTERVAL_MS,
+      });
+      state.stopWebcam = () => {
+        stop();
+        state.stopWebcam = null;
+        button.setAttribute("aria-pressed", "false");
+        button.textContent = "Use the webcam";
+        rate.textContent = "";
+      };
+    } catch (error) {
+      button.setAttribute("aria-pressed", "false");
+      button.textContent = "Use the webcam";
+      rate.textContent = "";
+      ui.result.hidden = false;
+      showError(`The webcam could not be started (${error.message}).`);
+    }
+  });
 }
 
 async function prepareDownloads(npyBytes) {
@@ -269,6 +339,7 @@ function enhance() {
   ui.compare.addEventListener("pointerleave", () => {
     ui.probe.textContent = state.depth ? PROBE_HINT : ui.probe.textContent;
   });
+  setUpWebcam();
   recolour(); // the legend
 }
 

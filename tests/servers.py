@@ -37,7 +37,7 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
         try:
             if requests.get(url, timeout=2).status_code == status:
                 return time.monotonic() - start
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # busy machine: ask again
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")

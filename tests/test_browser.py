@@ -96,6 +96,8 @@ def browser(tmp_path, downloads):
         "--disable-background-networking",
         "--disable-component-update",
         "--no-first-run",
+        "--use-fake-device-for-media-stream",  # a synthetic webcam, allowed without a prompt
+        "--use-fake-ui-for-media-stream",
         "--window-size=1280,900",
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
@@ -283,7 +285,10 @@ def test_choose_a_photo_slide_recolour_and_download(site, browser, photos, downl
     browser.find_element(By.ID, "download-npy").click()
     depth = np.load(wait_for_download(downloads, "coffee-depth.npy"))
     server_depth = np.load(io.BytesIO(site.reference(photos["coffee"], output="depth")))
-    assert depth.dtype == np.float32 and np.array_equal(depth, server_depth)
+    assert depth.dtype == np.float32 and depth.shape == (400, 600)
+    # Two runs of the model differ in the last bits (threads add in varying order).
+    span = float(server_depth.max() - server_depth.min())
+    assert np.abs(depth - server_depth).max() <= 1e-5 * span
     browser.find_element(By.ID, "download-heatmap").click()
     heatmap_file = cv2.imread(str(wait_for_download(downloads, "coffee-depth.png")))
     assert np.array_equal(heatmap_file[..., ::-1], magma)
@@ -385,3 +390,25 @@ def test_busy_and_unreachable_server_are_explained(random_model_path, tmp_path, 
         unreachable = "could not be reached"
         WebDriverWait(browser, RESULT_TIMEOUT_S).until(lambda _: unreachable in error.text)
         assert browser.find_element(By.ID, "dropzone").is_displayed()
+
+
+def test_webcam_sends_frames_and_shows_the_rate(site, browser):
+    browser.get(f"{site.url}/")
+    predicts_before = site.predict_requests_seen_by_nginx()
+    button = browser.find_element(By.ID, "webcam")
+    button.click()
+    rate = browser.find_element(By.ID, "webcam-rate")
+    WebDriverWait(browser, RESULT_TIMEOUT_S).until(lambda _: rate.get_attribute("data-fps"))
+    assert float(rate.get_attribute("data-fps")) > 0 and "frames/s" in rate.text
+    assert button.get_attribute("aria-pressed") == "true"
+    assert site.predict_requests_seen_by_nginx() >= predicts_before + 2
+    sizes = browser.execute_script(
+        "const [v, p, h] = ['camera', 'photo', 'heat'].map(id => document.getElementById(id));"
+        "return [[v.videoWidth, v.videoHeight], [p.naturalWidth, p.naturalHeight],"
+        " [h.naturalWidth, h.naturalHeight]]"
+    )
+    assert sizes[0] == sizes[1] == sizes[2] and sizes[0][0] > 0, sizes
+    button.click()
+    assert button.get_attribute("aria-pressed") == "false"
+    assert browser.execute_script("return document.getElementById('camera').srcObject") is None
+    assert browser.get_log("browser") == []
