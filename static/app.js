@@ -337,7 +337,7 @@ function enhance() {
   ui.compare.addEventListener("pointermove", probe);
   ui.compare.addEventListener("pointerdown", probe);
   ui.compare.addEventListener("pointerleave", () => {
-    ui.probe.textContent = state.depth ? PROBE_HINT : ui.probe.textContent;
+    ui.probe.textContent = PROBE_HINT;
   });
   setUpWebcam();
   recolour(); // the legend

@@ -233,6 +233,10 @@ def test_choose_a_photo_slide_recolour_and_download(site, browser, photos, downl
     assert "default-src 'none'" in csp and "script-src 'self';" in csp
     background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(17, 17, 17)"  # the stylesheet came from nginx's /static/
+    for module in ("app", "upload", "depth", "webcam"):  # ES modules need a JavaScript type
+        response = requests.get(f"{site.url}/static/{module}.js", timeout=10)
+        assert response.headers["Content-Type"] == "application/javascript"
+        assert "Expires" in response.headers and "Server-Timing" not in response.headers  # nginx
     # The script took over: no submit button, the drop zone is a keyboard control.
     assert not browser.find_element(By.CSS_SELECTOR, "button[type=submit]").is_displayed()
     dropzone = browser.find_element(By.ID, "dropzone")
