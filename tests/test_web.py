@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -219,24 +220,64 @@ def test_openapi_describes_predict(client):
     json.dumps(spec)
 
 
+def assert_strict_page(response) -> None:
+    """Nothing inline that a strict Content-Security-Policy would refuse, and that policy sent."""
+    html = response.get_data(as_text=True)
+    scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, flags=re.S)
+    assert len(scripts) == 1 and all(body.strip() == "" for body in scripts)
+    assert all(" src=" in tag for tag in re.findall(r"<script\b[^>]*>", html))
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
+    policy = response.headers["Content-Security-Policy"]
+    csp = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'"
+    assert csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
+    assert csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'"
+
+
 def test_upload_page_works_without_javascript(client, jpeg_640x480):
     page = client.get("/")
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "<script" not in html
-    assert 'enctype="multipart/form-data"' in html
+    assert page.status_code == 200
+    assert_strict_page(page)
+    assert 'enctype="multipart/form-data"' in html and 'name="image"' in html
+    assert 'name="colormap"' in html and '<button type="submit"' in html
     result = client.post(
         "/",
         data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), "colormap": "viridis"},
         content_type="multipart/form-data",
     )
     assert result.status_code == 200
-    assert "data:image/jpeg;base64," in result.get_data(as_text=True)
+    assert_strict_page(result)
+    match = re.search(r'src="data:image/jpeg;base64,([^"]+)"', result.get_data(as_text=True))
+    side = decode(base64.b64decode(match.group(1)))
+    assert side.shape == (480, 2 * 640, 3)  # the photo beside its heatmap
     bad = client.post(
         "/",
         data={"image": (io.BytesIO(b"not an image"), "x.jpg")},
         content_type="multipart/form-data",
     )
     assert bad.status_code == 415 and "not a supported image" in bad.get_data(as_text=True)
+
+
+def test_colour_tables_for_the_page_are_opencvs(client):
+    from midas_service.visualize import COLORMAPS
+
+    response = client.get("/colormaps.json")
+    assert response.status_code == 200 and "max-age" in response.headers["Cache-Control"]
+    assert "Content-Security-Policy" not in response.headers  # only HTML pages carry it
+    tables = response.get_json()
+    assert set(tables) == set(COLORMAPS)
+    ramp = np.arange(256, dtype=np.uint8).reshape(1, 256)
+    for name, encoded in tables.items():
+        rgb = np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(256, 3)
+        code = COLORMAPS[name]
+        expected = (
+            np.repeat(ramp[0, :, None], 3, axis=1)
+            if code is None
+            else (cv2.applyColorMap(ramp, code)[0, :, ::-1])
+        )
+        assert np.array_equal(rgb, expected), name
 
 
 def test_untrained_banner_is_shown_only_for_an_untrained_model(client, random_model_path):
