@@ -14,6 +14,9 @@
 | MIDAS_WARMUP_RUNS    | 3                     | inferences before the worker is ready    |
 | MIDAS_READY_WAIT_S   | 20                    | how long /predict waits for a warming worker |
 | MIDAS_LOG_LEVEL      | info                  | debug, info, warning, error              |
+| MIDAS_QUEUE_TIMEOUT_S | 1                    | longest wait for a compute turn, then 503 |
+| MIDAS_MAX_WAITING    | 8                     | waiting per worker; one more is a 503 now |
+| MIDAS_DRAIN_S        | 0                     | after SIGTERM: /readyz 503, serve on, stop |
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class Settings:
     warmup_runs: int = 3
     ready_wait_s: float = 20.0
     log_level: str = "info"
+    queue_timeout_s: float = 1.0
+    max_waiting: int = 8
+    drain_s: float = 0.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -72,6 +78,9 @@ class Settings:
                 warmup_runs=int(get("MIDAS_WARMUP_RUNS", str(cls.warmup_runs))),
                 ready_wait_s=float(get("MIDAS_READY_WAIT_S", str(cls.ready_wait_s))),
                 log_level=get("MIDAS_LOG_LEVEL", cls.log_level).lower(),
+                queue_timeout_s=float(get("MIDAS_QUEUE_TIMEOUT_S", str(cls.queue_timeout_s))),
+                max_waiting=int(get("MIDAS_MAX_WAITING", str(cls.max_waiting))),
+                drain_s=float(get("MIDAS_DRAIN_S", str(cls.drain_s))),
             )
         except ValueError as exc:
             raise ConfigError(f"bad number in the environment: {exc}") from exc
@@ -89,3 +98,7 @@ class Settings:
             raise ConfigError("MIDAS_MAX_UPLOAD_MB and MIDAS_MAX_PIXELS must be positive")
         if self.warmup_runs < 0 or self.ready_wait_s < 0:
             raise ConfigError("MIDAS_WARMUP_RUNS and MIDAS_READY_WAIT_S must not be negative")
+        if self.queue_timeout_s < 0 or self.max_waiting < 0 or self.drain_s < 0:
+            raise ConfigError(
+                "MIDAS_QUEUE_TIMEOUT_S, MIDAS_MAX_WAITING and MIDAS_DRAIN_S must not be negative"
+            )

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
+from midas_service import lifecycle
 from midas_service.config import Settings
 from midas_service.logs import configure_logging
 from midas_service.runtime import ModelRuntime
-from midas_service.web import metrics
+from midas_service.web import metrics, overload
 from midas_service.web.api import api
 from midas_service.web.drain import DrainUnreadBody
 from midas_service.web.errors import register_error_handlers
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             "colormap": settings.colormap,
         },
     )
-    runtime = ModelRuntime(settings)
+    runtime = ModelRuntime(settings, on_failure=lifecycle.model_failed)
     app.extensions["midas_runtime"] = runtime
     app.register_blueprint(api)
     app.register_blueprint(page)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     _install_request_hooks(app)
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
     app.wsgi_app = DrainUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
+    overload.install(app, settings)
     if load_model:
         runtime.start()
     return app

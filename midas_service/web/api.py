@@ -7,12 +7,12 @@ import time
 import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from midas_service import encode, visualize
+from midas_service import encode, lifecycle, visualize
 from midas_service.imaging import decode_image, read_header
 from midas_service.output_limits import output_refusal
 from midas_service.pipeline import StageTimes
 from midas_service.runtime import ModelRuntime
-from midas_service.web import metrics
+from midas_service.web import metrics, overload
 from midas_service.web.errors import OutputTooLarge
 from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options
@@ -50,6 +50,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
+    overload.take_turn()  # 503 at once if this worker cannot start it soon
     start = time.perf_counter()
     rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
@@ -95,6 +96,8 @@ def healthz() -> Response:
 @api.get("/readyz")
 def readyz() -> Response:
     info = runtime().describe()
+    if lifecycle.draining():  # stopping: send no new traffic, though it would still be served
+        info.update(ready=False, draining=True)
     info["settings"] = current_app.config["MIDAS_PUBLIC_SETTINGS"]
     response = jsonify(info)
     response.status_code = 200 if info["ready"] else 503
