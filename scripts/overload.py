@@ -36,7 +36,8 @@ log = logging.getLogger("overload")
 
 
 def overload_burst(args: argparse.Namespace, workdir: Path, photo: bytes) -> dict[str, object]:
-    with gunicorn(args.model, workdir, workers=args.workers) as (url, _):
+    env = {"MIDAS_QUEUE_TIMEOUT_S": str(args.queue_timeout)}
+    with gunicorn(args.model, workdir, workers=args.workers, **env) as (url, _):
         for _ in range(4):  # warm both workers' first requests
             requests.post(f"{url}/predict", data=photo, timeout=30)
         start = time.monotonic()
@@ -51,7 +52,7 @@ def overload_burst(args: argparse.Namespace, workdir: Path, photo: bytes) -> dic
 def under_load(
     args: argparse.Namespace, workdir: Path, photo: bytes, sig: signal.Signals
 ) -> dict[str, object]:
-    env = {"MIDAS_DRAIN_S": str(args.drain)}
+    env = {"MIDAS_DRAIN_S": str(args.drain), "MIDAS_QUEUE_TIMEOUT_S": str(args.queue_timeout)}
     with gunicorn(args.model, workdir, workers=args.workers, **env) as (url, process):
         with SteadyLoad(f"{url}/predict", photo, concurrency=4) as load:
             load.wait_for_answers(8)
@@ -75,6 +76,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--drain", type=float, default=2.0, help="MIDAS_DRAIN_S for SIGTERM")
+    parser.add_argument("--queue-timeout", type=float, default=1.0, help="MIDAS_QUEUE_TIMEOUT_S")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
