@@ -5,8 +5,10 @@ Used by gunicorn.conf.py's ``when_ready`` hook in the master (no torch there) an
 - **Start.** The master checks the model file before forking any worker: missing, not a
   TorchScript archive, truncated (a CRC or the central directory fails), without the export
   metadata, or untrained without MIDAS_RANDOM_WEIGHTS=1 is one error line and exit code 3.
-  Whatever only loading can reveal makes the worker exit with Gunicorn's boot-error code 3
-  (``midas_service.worker``), and the master then halts with the same code.
+  Whatever only loading can reveal makes the worker say so and ask the master to halt with
+  Gunicorn's boot-error code 3. (Workers exiting with code 3 themselves would do the same,
+  but when two do at once Gunicorn 27 meets the second exit while halting and crashes with
+  exit code 1.)
 - **Stop (SIGTERM).** /readyz answers 503 at once, the workers keep serving for MIDAS_DRAIN_S so
   load balancers that poll readiness move away, then Gunicorn's graceful stop runs. Each
   worker then serves every connection that already reached the listen queue before it closes
@@ -36,9 +38,11 @@ from midas_service.runtime import UNTRAINED_MESSAGE
 
 log = logging.getLogger(__name__)
 
-# One byte of anonymous shared memory: made when the master imports this module (from
-# gunicorn.conf.py), inherited by every worker it forks, so the master can flip it for all.
-_DRAINING = mmap.mmap(-1, 1)
+# Anonymous shared memory, made when the master imports this module (from gunicorn.conf.py)
+# and inherited by every worker it forks: byte 0 = draining (set by the master for all
+# workers), byte 1 = a worker's model failed to load (set by that worker for the master).
+_SHARED = mmap.mmap(-1, 2)
+DRAINING, BOOT_FAILED = 0, 1
 _model_failure_handlers: list[Callable[[str], None]] = []
 ONNX_MIN_BYTES = 1024
 
@@ -48,11 +52,17 @@ class ModelFileError(Exception):
 
 
 def draining() -> bool:
-    return _DRAINING[0] == 1
+    return _SHARED[DRAINING] == 1
 
 
 def begin_drain() -> None:
-    _DRAINING[0] = 1
+    _SHARED[DRAINING] = 1
+
+
+def report_boot_failure() -> None:
+    """From a worker whose model cannot load: the master halts with exit code 3."""
+    _SHARED[BOOT_FAILED] = 1
+    os.kill(os.getppid(), signal.SIGTERM)
 
 
 def on_model_failure(handler: Callable[[str], None]) -> None:
@@ -121,6 +131,10 @@ def take_over(server: Any, settings: Settings) -> None:
     stop, reload = server.handle_term, server.handle_hup
 
     def handle_term() -> None:
+        if _SHARED[BOOT_FAILED]:
+            from gunicorn.errors import HaltServer
+
+            raise HaltServer("a worker's model failed to load", server.WORKER_BOOT_ERROR)
         if settings.drain_s <= 0 or draining():
             stop()  # no drain, or the second SIGTERM: Gunicorn's graceful stop
             return

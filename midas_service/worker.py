@@ -8,8 +8,8 @@ on one dedicated thread (``midas_service.runtime``), so MIDAS_THREADS still mean
 
 Additions to Gunicorn's ThreadWorker:
 - the time each request spent in the thread-pool queue is handed to the admission check;
-- a model that fails to load stops the worker with Gunicorn's boot-error code, so the
-  master halts instead of keeping workers that answer 503 for ever;
+- a model that fails to load halts the master with Gunicorn's boot-error code 3, instead of
+  keeping workers that answer 503 for ever (``midas_service.lifecycle``);
 - on stop, connections already in the listen queue are accepted and served before the
   listening socket is closed (Gunicorn's worker leaves them to be reset).
 """
@@ -17,10 +17,8 @@ Additions to Gunicorn's ThreadWorker:
 from __future__ import annotations
 
 import select
-import sys
 import time
 
-from gunicorn.arbiter import Arbiter
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from midas_service import admission, lifecycle
@@ -28,21 +26,13 @@ from midas_service import admission, lifecycle
 
 class MidasWorker(ThreadWorker):
     def init_process(self) -> None:
-        self.boot_error: str | None = None
         lifecycle.on_model_failure(self.fail_boot)
         super().init_process()
 
     def fail_boot(self, message: str) -> None:
-        """Called from the model-loading thread: stop this worker, then exit with code 3."""
-        self.boot_error = message
-        self.alive = False
-        self.method_queue.defer(lambda: None)  # wake the main loop
-
-    def run(self) -> None:
-        super().run()
-        if self.boot_error is not None:
-            self.log.error("stopping the service: %s", self.boot_error)
-            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        """Called from the model-loading thread; the master then stops every worker."""
+        self.log.error("stopping the service: %s", message)
+        lifecycle.report_boot_failure()
 
     def enqueue_req(self, conn: TConn) -> None:
         conn.enqueued_at = time.monotonic()
@@ -54,7 +44,7 @@ class MidasWorker(ThreadWorker):
 
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
-        if not enabled and not self.alive and self.boot_error is None:
+        if not enabled and not self.alive:
             self._serve_backlog_then_close()
 
     def _serve_backlog_then_close(self) -> None:

@@ -123,7 +123,7 @@ def test_start_fails_fast_without_a_servable_model(model_path, tmp_path, case, b
         assert "Booting worker" not in log  # decided in the master, before any fork
     else:  # each worker that got as far as loading says the same, then the master halts
         assert len(set(errors)) == 1, log
-        assert "Worker failed to boot" in log
+        assert "Reason: a worker's model failed to load" in log
     assert time.monotonic() - start < 60  # quick: not a retry loop (hang guard, not a benchmark)
 
 
@@ -186,7 +186,10 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
             process.send_signal(signal.SIGHUP)
             deadline = time.monotonic() + 60
             while {
-                requests.get(f"{url}/readyz", timeout=10).json()["metadata"]["weights_sha256"]
+                requests.get(f"{url}/readyz", timeout=10)
+                .json()
+                .get("metadata", {})
+                .get("weights_sha256")
                 for _ in range(10)
             } != {"the-updated-model"}:
                 assert time.monotonic() < deadline
