@@ -1,8 +1,9 @@
 """Gunicorn settings for the depth service (override any of them with GUNICORN_* variables).
 
-Prefork sync workers: each worker imports app.py after the fork, loads the model once on a
-background thread and runs MIDAS_WARMUP_RUNS inferences before its /readyz turns 200; a
-request that reaches a worker still warming up waits for it (MIDAS_READY_WAIT_S).
+Prefork workers (threaded, one request computing at a time; see "Lifecycle" at the end): each
+worker imports app.py after the fork, loads the model once on a background thread and runs
+MIDAS_WARMUP_RUNS inferences before its /readyz turns 200; a request that reaches a worker
+still warming up waits for it (MIDAS_READY_WAIT_S).
 
 Layout: one worker per usable core, and each worker may use every core (MIDAS_THREADS =
 cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads

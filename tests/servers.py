@@ -37,8 +37,8 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
         try:
             if requests.get(url, timeout=2).status_code == status:
                 return time.monotonic() - start
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy loading to answer within 2 s
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
 
