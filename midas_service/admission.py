@@ -54,6 +54,8 @@ class ComputeTurns:
         """Block until it is this request's turn; seconds waited here. Raises ``Overloaded``."""
         budget = self.queue_timeout_s - already_waited_s
         with self._guard:
+            if budget <= 0:  # even a free turn would start past the timeout
+                raise Overloaded(self._timeout_message())
             if not self._busy and not self._line:
                 self._busy = True
                 return 0.0
@@ -62,8 +64,6 @@ class ComputeTurns:
                     f"the service is overloaded ({len(self._line)} requests already waiting "
                     "on this worker); retry shortly"
                 )
-            if budget <= 0:
-                raise Overloaded(self._timeout_message())
             ticket = threading.Event()
             self._line.append(ticket)
         start = time.monotonic()

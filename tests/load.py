@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,12 @@ class Outcome:
     retry_after: str | None = None
     code: str | None = None  # the JSON error code of an error answer
     body: bytes = b""
+    server_timing: str = ""
+
+    def stage_ms(self, name: str) -> float | None:
+        """One entry of the Server-Timing header, in ms."""
+        match = re.search(rf"(?:^|, ){name};dur=([\d.]+)", self.server_timing)
+        return float(match.group(1)) if match else None
 
 
 def post_once(url: str, body: bytes, timeout: float = 30.0, keep_body: bool = False) -> Outcome:
@@ -63,6 +70,7 @@ def post_once(url: str, body: bytes, timeout: float = 30.0, keep_body: bool = Fa
             retry_after=response.getheader("Retry-After"),
             code=code,
             body=data if keep_body else b"",
+            server_timing=response.getheader("Server-Timing") or "",
         )
     except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
         return outcome("reset")

@@ -78,7 +78,11 @@ def test_no_turn_within_the_timeout_is_refused_and_leaves_the_line():
 def test_time_already_spent_queued_counts_against_the_timeout():
     turns = ComputeTurns(queue_timeout_s=0.5, max_waiting=5)
     turns.take()
+    start = time.monotonic()
     with pytest.raises(Overloaded):
-        turns.take(already_waited_s=0.6)
+        turns.take(already_waited_s=0.4)  # 0.1 s left
+    assert 0.1 <= time.monotonic() - start < 0.4
     turns.give_back()
-    assert turns.take(already_waited_s=0.6) == 0.0  # a free turn is still taken: it starts now
+    with pytest.raises(Overloaded):  # even a free turn: it would start past the timeout
+        turns.take(already_waited_s=0.6)
+    assert turns.take(already_waited_s=0.4) == 0.0

@@ -162,7 +162,9 @@ def test_sigterm_under_load_drains_then_stops_losing_nothing(model_path, tmp_pat
 
 def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp_path, large_jpeg):
     current = copy_model(model_path, tmp_path / "models" / "midas_small.pt")
-    env = {"MIDAS_QUEUE_TIMEOUT_S": "60"}
+    # New workers take requests while their model warms up; on this shared CPU that can take
+    # longer than the 20 s default wait (a normal node: about a second).
+    env = {"MIDAS_QUEUE_TIMEOUT_S": "60", "MIDAS_READY_WAIT_S": "120"}
     with gunicorn(current, tmp_path, workers=2, **env) as (url, process):
         before = worker_pids(url)
         with SteadyLoad(f"{url}/predict", large_jpeg, concurrency=4, timeout=60) as load:
@@ -223,11 +225,14 @@ def test_burst_at_c64_is_served_or_refused_at_once(model_path, tmp_path, jpeg_64
     assert len(served) >= 8 and refused, report  # the burst did overload, and work went on
     assert all(r.status == 503 and r.code == "overloaded" for r in refused), report
     assert all(r.retry_after == "1" for r in refused)
-    # Documented bounds (README "Stop, reload and overload"): a 503 comes within the queue
-    # timeout (1 s); an admitted request within the queue timeout plus its own work. The
-    # margins are for this shared 2-core machine, where 64 client threads compete too.
-    assert max(r.seconds for r in refused) < 1.0 + 1.5, report
-    assert max(r.seconds for r in served) < 1.0 + 4.0, report
+    # Documented bounds (README "Stop, reload and overload"): an admitted request starts
+    # within the queue timeout (1 s), as the worker measures it (Server-Timing "queue"), then
+    # takes its own work; a refusal comes within the queue timeout. The client-side margins
+    # are for this shared 2-core machine, where the 64 client threads compete too.
+    queue_ms = [r.stage_ms("queue") for r in served]
+    assert all(ms is not None and ms <= 1000 + 250 for ms in queue_ms), queue_ms
+    assert max(r.seconds for r in refused) < 1.0 + 2.0, report
+    assert max(r.seconds for r in served) < 1.0 + 8.0, report
     # What a person sees is unchanged by the load: the same heatmap as the lone request.
     for response in served:
         assert np.abs(decode(response.body).astype(int) - reference_picture).max() <= 2

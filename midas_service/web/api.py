@@ -59,7 +59,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     depth = estimator.predict(rgb, times)
     predicted = time.perf_counter()
     body, media_type = render(rgb, depth, options)
-    g.stage_seconds = {
+    g.stage_seconds = g.get("stage_seconds", {}) | {
         "decode": decoded - start,
         "preprocess": times.preprocess,
         "infer": times.infer,

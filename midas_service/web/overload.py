@@ -30,8 +30,10 @@ def install(app: Flask, settings: Settings) -> None:
 def take_turn() -> None:
     """Raises ``Overloaded`` (no turn in time) or ``ClientGone`` (nobody left to answer)."""
     turns: ComputeTurns = current_app.extensions[EXTENSION]
-    g.queue_seconds = turns.take(queued_seconds())
+    queued = queued_seconds()
+    waited = turns.take(queued)
     g.midas_turn = turns
+    g.stage_seconds = {"queue": queued + waited}  # Server-Timing and midas_stage_seconds
     if client_gone(request.environ.get("gunicorn.socket")):
         raise ClientGone("the client closed the connection before its turn; skipped")
 
