@@ -165,4 +165,8 @@ def summary(results: list[Outcome]) -> dict[str, object]:
             report[f"p50_ms_{status}"] = round(float(np.percentile(seconds, 50)) * 1000, 1)
             report[f"p99_ms_{status}"] = round(float(np.percentile(seconds, 99)) * 1000, 1)
             report[f"max_ms_{status}"] = round(max(seconds) * 1000, 1)
+    queue = [r.stage_ms("queue") for r in results if r.status == 200]
+    if queue and None not in queue:  # the worker's own measure of the wait for a turn
+        report["queue_p99_ms_200"] = round(float(np.percentile(queue, 99)), 1)
+        report["queue_max_ms_200"] = round(max(queue), 1)
     return report
