@@ -13,8 +13,8 @@ from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from midas_service import imaging
-from midas_service.pipeline import NonFiniteDepth
 from midas_service.admission import ClientGone, Overloaded
+from midas_service.pipeline import NonFiniteDepth
 from midas_service.runtime import ModelNotReady
 
 log = logging.getLogger(__name__)
