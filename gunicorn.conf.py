@@ -1,8 +1,9 @@
 """Gunicorn settings for the depth service (override any of them with GUNICORN_* variables).
 
-Prefork sync workers: each worker imports app.py after the fork, loads the model once on a
-background thread and runs MIDAS_WARMUP_RUNS inferences before its /readyz turns 200; a
-request that reaches a worker still warming up waits for it (MIDAS_READY_WAIT_S).
+Prefork workers (threaded, one request computing at a time; see "Lifecycle" at the end): each
+worker imports app.py after the fork, loads the model once on a background thread and runs
+MIDAS_WARMUP_RUNS inferences before its /readyz turns 200; a request that reaches a worker
+still warming up waits for it (MIDAS_READY_WAIT_S).
 
 Layout: one worker per usable core, and each worker may use every core (MIDAS_THREADS =
 cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads
@@ -21,7 +22,8 @@ import os
 import shutil
 import tempfile
 
-from midas_service import openmp
+from midas_service import lifecycle, openmp
+from midas_service.config import Settings
 from midas_service.engine import DEFAULT_BACKEND, available_cpus
 from midas_service.logs import LOG_FORMAT
 
@@ -29,7 +31,7 @@ _cpus = available_cpus()
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus)))
-worker_class = "sync"  # one request per worker at a time: inference is CPU-bound
+worker_class = "midas_service.worker.MidasWorker"  # gthread; see "Lifecycle" below
 preload_app = False  # the model must load in each worker, after fork, never in the master
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
@@ -100,3 +102,19 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# --- Lifecycle: overload, stop, reload, fail-fast start (midas_service/lifecycle.py, worker.py) ---
+# Each worker computes one request at a time (the compute turn) with MIDAS_THREADS inference
+# threads; its request threads read uploads, answer probes and refuse what cannot start within
+# MIDAS_QUEUE_TIMEOUT_S: one computing, MIDAS_MAX_WAITING waiting, two to spare for the rest.
+_service = Settings.from_env()  # a bad MIDAS_* value stops the start here, before any fork
+threads = int(os.environ.get("GUNICORN_THREADS", str(_service.max_waiting + 3)))
+# Close after each answer, as the sync worker did: nginx does not keep upstream connections,
+# and a kept-alive connection could be closed under a client's next request on stop.
+keepalive = 0
+
+
+def when_ready(server) -> None:
+    """Before forking: exit 3 unless the model is servable; drain on SIGTERM; check on SIGHUP."""
+    lifecycle.take_over(server, _service)

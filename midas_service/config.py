@@ -22,6 +22,9 @@
 | MIDAS_API_KEYS       | unset (open)          | comma-separated keys for /predict and POST / |
 | MIDAS_METRICS_PUBLIC | 1                     | 0 = /metrics needs a key too             |
 | MIDAS_CORS_ORIGINS   | unset (no CORS)       | comma-separated origins allowed to call the API |
+| MIDAS_QUEUE_TIMEOUT_S | 1                    | longest wait for a compute turn, then 503 |
+| MIDAS_MAX_WAITING    | 8                     | waiting per worker; one more is a 503 now |
+| MIDAS_DRAIN_S        | 0                     | after SIGTERM: /readyz 503, serve on, stop |
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     metrics_public: bool = True
     cors_origins: tuple[str, ...] = ()
+    queue_timeout_s: float = 1.0
+    max_waiting: int = 8
+    drain_s: float = 0.0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -99,6 +105,9 @@ class Settings:
                 api_keys=items("MIDAS_API_KEYS"),
                 metrics_public=flag(get("MIDAS_METRICS_PUBLIC", "1")),
                 cors_origins=items("MIDAS_CORS_ORIGINS"),
+                queue_timeout_s=float(get("MIDAS_QUEUE_TIMEOUT_S", str(cls.queue_timeout_s))),
+                max_waiting=int(get("MIDAS_MAX_WAITING", str(cls.max_waiting))),
+                drain_s=float(get("MIDAS_DRAIN_S", str(cls.drain_s))),
             )
         except ValueError as exc:
             raise ConfigError(f"bad number in the environment: {exc}") from exc
@@ -130,3 +139,7 @@ class Settings:
                     "(no '*', no path); "
                     f"got {origin!r}"
                 )
+        if self.queue_timeout_s < 0 or self.max_waiting < 0 or self.drain_s < 0:
+            raise ConfigError(
+                "MIDAS_QUEUE_TIMEOUT_S, MIDAS_MAX_WAITING and MIDAS_DRAIN_S must not be negative"
+            )

@@ -9,15 +9,21 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from midas_service import openmp
 from midas_service.config import Settings
-from midas_service.engine import load_engine
+from midas_service.engine import Engine, load_engine
 from midas_service.pipeline import DepthEstimator
 
 log = logging.getLogger(__name__)
+UNTRAINED_MESSAGE = (
+    "the model file was exported with random weights; set "
+    "MIDAS_RANDOM_WEIGHTS=1 to serve it anyway (meaningless depth)"
+)
 
 
 @functools.cache
@@ -41,11 +47,30 @@ class UntrainedModelRefused(RuntimeError):
     pass
 
 
+class OneThreadEngine:
+    """Runs every inference of this worker on one dedicated thread.
+
+    Requests are handled on several threads (gthread), and OpenMP (TorchScript) keeps one
+    thread team per calling thread: called from each request thread in turn, a worker would
+    grow one team per thread. One caller keeps it at MIDAS_THREADS inference threads, and the
+    warm-up warms the very thread that serves.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend, self.threads, self.metadata = engine.backend, engine.threads, engine.metadata
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._thread.submit(self.engine.infer, batch).result()
+
+
 class ModelRuntime:
     """Owns the worker's estimator. ``start()`` loads it on a thread so probes answer meanwhile."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_failure: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        self.on_failure = on_failure  # e.g. stop the worker: a model that failed stays failed
         self._estimator: DepthEstimator | None = None
         self._ready = threading.Event()
         self._finished = threading.Event()  # set after success and after failure
@@ -90,11 +115,8 @@ class ModelRuntime:
                     allow_no_metadata=settings.allow_no_metadata,
                 )
                 if engine.metadata.get("untrained") and not settings.allow_untrained:
-                    raise UntrainedModelRefused(
-                        "the model file was exported with random weights; set "
-                        "MIDAS_RANDOM_WEIGHTS=1 to serve it anyway (meaningless depth)"
-                    )
-                estimator = DepthEstimator(engine)
+                    raise UntrainedModelRefused(UNTRAINED_MESSAGE)
+                estimator = DepthEstimator(OneThreadEngine(engine))
                 warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
                 for _ in range(settings.warmup_runs):
                     estimator.predict(warm_image)
@@ -102,6 +124,8 @@ class ModelRuntime:
                 self.error = f"model failed to load: {exc}"
                 log.exception("model failed to load")
                 self._finished.set()
+                if self.on_failure is not None:
+                    self.on_failure(self.error)
                 return
             self._estimator = estimator
             self.load_seconds = time.perf_counter() - start

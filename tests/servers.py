@@ -88,6 +88,9 @@ def gunicorn(
         "GUNICORN_WORKERS": str(workers),
         "MIDAS_MODEL_PATH": str(model_path),
         "MIDAS_RANDOM_WEIGHTS": "1",
+        # This CPU is shared by other jobs and can be many times slower than a real node: shed
+        # only what waits 10 s. tests/test_lifecycle.py tests shedding with its own values.
+        "MIDAS_QUEUE_TIMEOUT_S": "10",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
         **env,
     }

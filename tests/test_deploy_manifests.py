@@ -45,6 +45,9 @@ CONFIG_KEYS = {
     "GUNICORN_WORKERS",
     "GUNICORN_BIND",
     "GUNICORN_TIMEOUT",
+    "MIDAS_DRAIN_S",
+    "MIDAS_QUEUE_TIMEOUT_S",
+    "MIDAS_MAX_WAITING",
 }
 GUNICORN_GRACEFUL_TIMEOUT = 30  # gunicorn's default graceful_timeout, seconds
 MODEL_PATH = "/models/midas_small.pt"
@@ -249,8 +252,12 @@ def test_graceful_shutdown(
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
     sleep = int(pre_stop[-1]) if pre_stop and pre_stop[0] == "sleep" else 0
+    drain = float(config.get("MIDAS_DRAIN_S", 0))  # the app's own drain after SIGTERM
     gunicorn = max(GUNICORN_GRACEFUL_TIMEOUT, int(config.get("GUNICORN_TIMEOUT", 30)))
-    assert grace > sleep + gunicorn
+    assert grace > sleep + drain + gunicorn
+    # Endpoints and ingress take a few seconds to stop routing to a terminating pod: it must
+    # keep serving that long (preStop sleep or MIDAS_DRAIN_S), or new requests are refused.
+    assert sleep + drain >= 5
 
 
 def test_prometheus_annotations(deployment: dict[str, Any], container: dict[str, Any]) -> None:

@@ -98,7 +98,7 @@ def test_request_id_is_echoed_or_generated(client, jpeg_640x480):
 def test_server_timing_names_each_stage(client, jpeg_640x480):
     response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
     names = [part.split(";")[0].strip() for part in response.headers["Server-Timing"].split(",")]
-    assert names == ["decode", "preprocess", "infer", "postprocess", "encode", "total"]
+    assert names == ["queue", "decode", "preprocess", "infer", "postprocess", "encode", "total"]
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
+from midas_service import lifecycle
 from midas_service.cache import open_store
 from midas_service.config import Settings
 from midas_service.logs import configure_logging
 from midas_service.runtime import ModelRuntime
-from midas_service.web import metrics
+from midas_service.web import metrics, overload
 from midas_service.web.api import api
 from midas_service.web.drain import DrainUnreadBody
 from midas_service.web.errors import register_error_handlers
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             "colormap": settings.colormap,
         },
     )
-    runtime = ModelRuntime(settings)
+    runtime = ModelRuntime(settings, on_failure=lifecycle.model_failed)
     app.extensions["midas_runtime"] = runtime
     app.extensions["midas_cache"] = open_store(
         settings.redis_url,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     install_security(app, settings)  # after the request ids: its 401s carry one
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
     app.wsgi_app = DrainUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
+    overload.install(app, settings)
     if load_model:
         runtime.start()
     return app

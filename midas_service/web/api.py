@@ -8,13 +8,13 @@ from dataclasses import asdict
 import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from midas_service import encode, visualize
+from midas_service import encode, lifecycle, visualize
 from midas_service.cache import CacheUnavailable, Entry, model_identity, result_key
 from midas_service.imaging import decode_image, read_header
 from midas_service.output_limits import output_refusal
 from midas_service.pipeline import StageTimes
 from midas_service.runtime import ModelRuntime
-from midas_service.web import metrics
+from midas_service.web import metrics, overload
 from midas_service.web.errors import OutputTooLarge
 from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options
@@ -56,6 +56,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     cached = cache_get(key)
     if cached is not None:
         return cached.body, cached.media_type
+    overload.take_turn()  # 503 at once if this worker cannot start it soon
     start = time.perf_counter()
     rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
@@ -64,7 +65,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     depth = estimator.predict(rgb, times)
     predicted = time.perf_counter()
     body, media_type = render(rgb, depth, options)
-    g.stage_seconds = {
+    g.stage_seconds = g.get("stage_seconds", {}) | {
         "decode": decoded - start,
         "preprocess": times.preprocess,
         "infer": times.infer,
@@ -129,6 +130,8 @@ def healthz() -> Response:
 @api.get("/readyz")
 def readyz() -> Response:
     info = runtime().describe()
+    if lifecycle.draining():  # stopping: send no new traffic, though it would still be served
+        info.update(ready=False, draining=True)
     info["settings"] = current_app.config["MIDAS_PUBLIC_SETTINGS"]
     response = jsonify(info)
     response.status_code = 200 if info["ready"] else 503

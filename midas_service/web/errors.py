@@ -13,6 +13,7 @@ from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from midas_service import imaging
+from midas_service.admission import ClientGone, Overloaded
 from midas_service.pipeline import NonFiniteDepth
 from midas_service.runtime import ModelNotReady
 
@@ -54,6 +55,14 @@ ERROR_CODES: dict[str, ErrorCode] = {
         500, "a fault in the service, e.g. a model that produced NaN or infinite depth; see the log"
     ),
     "not_ready": ErrorCode(503, "the model is still loading (`Retry-After: 1`) or failed to"),
+    "overloaded": ErrorCode(
+        503,
+        "the worker cannot start the request within `MIDAS_QUEUE_TIMEOUT_S`, or "
+        "`MIDAS_MAX_WAITING` requests already wait (`Retry-After: 1`)",
+    ),
+    "client_closed_request": ErrorCode(
+        499, "the client hung up before its turn: not computed, and nobody reads this answer"
+    ),
     "unavailable": ErrorCode(503, "sent by nginx: no Gunicorn worker answered (`Retry-After: 1`)"),
 }
 
@@ -135,6 +144,16 @@ def register_error_handlers(app: Flask) -> None:
     def broken_model(exc: NonFiniteDepth) -> Response:
         log.error("request %s: %s", g.get("request_id"), exc)
         return error_response("internal_error", INTERNAL_MESSAGE)
+
+    @app.errorhandler(Overloaded)
+    def overloaded(exc: Overloaded) -> Response:
+        response = error_response("overloaded", str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(ClientGone)
+    def client_gone(exc: ClientGone) -> Response:
+        return error_response("client_closed_request", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

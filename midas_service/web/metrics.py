@@ -28,7 +28,7 @@ REQUEST_SECONDS = Histogram(
 )
 STAGE_SECONDS = Histogram(
     "midas_stage_seconds",
-    "Latency of each /predict stage (decode, preprocess, infer, postprocess, encode)",
+    "Latency of each /predict stage (queue, decode, preprocess, infer, postprocess, encode)",
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )

@@ -1,0 +1,159 @@
+"""The service's life under Gunicorn: start only with a servable model, drain on stop, safe reload.
+
+Used by gunicorn.conf.py's ``when_ready`` hook in the master (no torch there) and by the workers:
+
+- **Start.** The master checks the model file before forking any worker: missing, not a
+  TorchScript archive, truncated (a CRC or the central directory fails), without the export
+  metadata, or untrained without MIDAS_RANDOM_WEIGHTS=1 is one error line and exit code 3.
+  Whatever only loading can reveal makes the worker say so and ask the master to halt with
+  Gunicorn's boot-error code 3. (Workers exiting with code 3 themselves would do the same,
+  but when two do at once Gunicorn 27 meets the second exit while halting and crashes with
+  exit code 1.)
+- **Stop (SIGTERM).** /readyz answers 503 at once, the workers keep serving for MIDAS_DRAIN_S so
+  load balancers that poll readiness move away, then Gunicorn's graceful stop runs. Each
+  worker then serves every connection that already reached the listen queue before it closes
+  the socket, so later connects are refused, never reset (``midas_service.worker``).
+- **Reload (SIGHUP).** Gunicorn keeps the listening socket and starts new workers before it
+  stops the old ones; the master first checks the new model file and refuses a bad one
+  (the current workers keep serving).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import os
+import signal
+import sys
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from midas_service.config import Settings
+from midas_service.engine import METADATA_FILE, model_file
+from midas_service.runtime import UNTRAINED_MESSAGE
+
+log = logging.getLogger(__name__)
+
+# Anonymous shared memory, made when the master imports this module (from gunicorn.conf.py)
+# and inherited by every worker it forks: byte 0 = draining (set by the master for all
+# workers), byte 1 = a worker's model failed to load (set by that worker for the master).
+_SHARED = mmap.mmap(-1, 2)
+DRAINING, BOOT_FAILED = 0, 1
+_model_failure_handlers: list[Callable[[str], None]] = []
+ONNX_MIN_BYTES = 1024
+
+
+class ModelFileError(Exception):
+    """The model file cannot be served; the message says why and what to do."""
+
+
+def draining() -> bool:
+    return _SHARED[DRAINING] == 1
+
+
+def begin_drain() -> None:
+    _SHARED[DRAINING] = 1
+
+
+def report_boot_failure() -> None:
+    """From a worker whose model cannot load: the master halts with exit code 3."""
+    _SHARED[BOOT_FAILED] = 1
+    os.kill(os.getppid(), signal.SIGTERM)
+
+
+def on_model_failure(handler: Callable[[str], None]) -> None:
+    """Register what to do when this process's model fails to load (the worker exits)."""
+    _model_failure_handlers.append(handler)
+
+
+def model_failed(message: str) -> None:
+    """Called by the runtime; without a registered handler (tests, flask run) nothing happens."""
+    for handler in _model_failure_handlers:
+        handler(message)
+
+
+def check_model_file(settings: Settings) -> None:
+    """Raise ``ModelFileError`` unless the backend's model file looks servable (no torch import)."""
+    path = model_file(settings.model_path, settings.backend)
+    if not path.is_file():
+        raise ModelFileError(
+            f"model file {path} not found; create it with scripts/export_torchscript.py"
+        )
+    if settings.backend == "torchscript":
+        metadata = torchscript_metadata(path)
+        if metadata.get("untrained") and not settings.allow_untrained:
+            raise ModelFileError(f"{path}: {UNTRAINED_MESSAGE}")
+    else:
+        head = path.read_bytes()[:1] if path.stat().st_size >= ONNX_MIN_BYTES else b""
+        if head != b"\x08":  # an ONNX ModelProto starts with field 1, ir_version (a varint)
+            raise ModelFileError(f"{path} is not an ONNX model (too short or wrong header)")
+
+
+def torchscript_metadata(path: Path) -> dict[str, Any]:
+    """The export metadata of a TorchScript file: a zip whose ``extra/`` entry holds it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()  # reads every entry: catches truncation and bit rot
+            if broken is not None:
+                raise ModelFileError(f"{path} is corrupt: entry {broken} fails its checksum")
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
+            if not names:
+                raise ModelFileError(
+                    f"{path} has no {METADATA_FILE}; export it with scripts/export_torchscript.py"
+                )
+            metadata = json.loads(archive.read(names[0]))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise ModelFileError(
+            f"{path} is not a TorchScript archive (truncated or corrupt?): {exc}"
+        ) from exc
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: unreadable {METADATA_FILE}: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: {METADATA_FILE} is not a JSON object")
+    return metadata
+
+
+def take_over(server: Any, settings: Settings) -> None:
+    """``when_ready`` hook: check the model (or exit 3), then wrap the master's SIGTERM and SIGHUP.
+
+    Gunicorn's arbiter dispatches a signal to ``self.handle_<name>``, looked up when the
+    signal arrives, so instance attributes replace those two handlers.
+    """
+    try:
+        check_model_file(settings)
+    except ModelFileError as exc:
+        server.log.error("cannot start: %s", exc)
+        sys.exit(server.WORKER_BOOT_ERROR)
+    stop, reload = server.handle_term, server.handle_hup
+
+    def handle_term() -> None:
+        if _SHARED[BOOT_FAILED]:
+            from gunicorn.errors import HaltServer
+
+            raise HaltServer("a worker's model failed to load", server.WORKER_BOOT_ERROR)
+        if settings.drain_s <= 0 or draining():
+            stop()  # no drain, or the second SIGTERM: Gunicorn's graceful stop
+            return
+        begin_drain()
+        server.log.info(
+            "SIGTERM: /readyz now answers 503; serving on for %g s (MIDAS_DRAIN_S), then stopping",
+            settings.drain_s,
+        )
+        timer = threading.Timer(settings.drain_s, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+
+    def handle_hup() -> None:
+        try:
+            check_model_file(settings)
+        except ModelFileError as exc:
+            server.log.error("reload refused, the current workers keep serving: %s", exc)
+            return
+        reload()
+
+    server.handle_term = handle_term
+    server.handle_hup = handle_hup
