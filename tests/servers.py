@@ -217,3 +217,36 @@ def nginx(
     """Plain-HTTP nginx in front of ``upstream_url`` (one URL or several); yields its base URL."""
     with nginx_proxy(upstream_url, workdir, max_upload_mb) as proxy:
         yield proxy.http
+
+
+@contextmanager
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """A throwaway redis-server on loopback (no persistence); yields its redis:// URL.
+
+    Pass the ``port`` of a stopped one to bring the "same" server back.
+    """
+    import redis
+
+    port = port or free_port()
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    url = f"redis://127.0.0.1:{port}/0"
+    with open(workdir / f"redis-{port}.log", "ab") as log:
+        process = subprocess.Popen([*args, "--dir", str(workdir)], stdout=log, stderr=log)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1)
+        start = time.monotonic()
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() - start > 20:
+                    raise TimeoutError("redis-server did not answer PING") from None
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        stop(process)

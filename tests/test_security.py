@@ -90,7 +90,15 @@ def test_keys_are_compared_in_constant_time_against_every_key(locked, monkeypatc
 
 
 def test_probes_page_and_documents_are_open_but_computing_needs_a_key(locked, jpeg_640x480):
-    for path in ("/healthz", "/readyz", "/", "/openapi.json", "/static/style.css", "/metrics"):
+    open_paths = (
+        "/healthz",
+        "/readyz",
+        "/",
+        "/colormaps.json",
+        "/openapi.json",
+        "/static/style.css",
+    )
+    for path in (*open_paths, "/metrics"):
         assert locked.get(path).status_code == 200, path
     page_post = locked.post(
         "/",

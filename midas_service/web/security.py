@@ -29,7 +29,14 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-PUBLIC_ENDPOINTS = {"api.healthz", "api.readyz", "api.openapi", "page.index", "static"}
+PUBLIC_ENDPOINTS = {
+    "api.healthz",
+    "api.readyz",
+    "api.openapi",
+    "page.index",
+    "page.colormaps",
+    "static",
+}
 CORS_METHODS = "GET, POST"
 CORS_REQUEST_HEADERS = "Authorization, X-API-Key, Content-Type, X-Request-ID"
 CORS_EXPOSED_HEADERS = "Server-Timing, X-Request-ID, Content-Disposition"
