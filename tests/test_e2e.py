@@ -187,7 +187,7 @@ def test_readyz_is_503_until_warm_then_200(model_path, tmp_path, jpeg_640x480):
         assert early.status_code == 503 and early.json()["ready"] is False
         busy = post(url, jpeg_640x480)
         assert busy.status_code == 503 and busy.json()["error"]["code"] == "not_ready"
-        wait_for(f"{url}/readyz", process)
+        wait_for(f"{url}/readyz", process, timeout=300)  # 150 runs: minutes on a busy machine
         ready = requests.get(f"{url}/readyz", timeout=5).json()
         assert ready["ready"] is True and ready["metadata"]["weights_sha256"]
         assert post(url, jpeg_640x480).status_code == 200
