@@ -8,8 +8,9 @@ Starts its own Gunicorn (gunicorn.conf.py, 2 workers unless --workers) on a free
 2. SIGHUP (reload) under c=4 load: answers by outcome, resets counted;
 3. SIGTERM under c=4 load with MIDAS_DRAIN_S=--drain: answers by outcome, resets counted.
 (2 and 3 count losses, not shedding, so they run with long queue and warm-up waits.)
-Outcomes are those of tests/load.py: ``refused`` never reached the socket (after the drain,
-by design), ``reset`` is a request lost after it reached it (target 0).
+The result cache is off (the same photo is sent each time). Outcomes are those of
+tests/load.py: ``refused`` never reached the socket (after the drain, by design), ``reset`` is
+a request lost after it reached it (target 0).
 Timings on a shared machine are noisy; the client threads share the CPU with the service.
 """
 
@@ -37,7 +38,7 @@ log = logging.getLogger("overload")
 
 
 def overload_burst(args: argparse.Namespace, workdir: Path, photo: bytes) -> dict[str, object]:
-    env = {"MIDAS_QUEUE_TIMEOUT_S": str(args.queue_timeout)}
+    env = {"MIDAS_QUEUE_TIMEOUT_S": str(args.queue_timeout), "MIDAS_CACHE_MB": "0"}
     with gunicorn(args.model, workdir, workers=args.workers, **env) as (url, _):
         for _ in range(4):  # warm both workers' first requests
             requests.post(f"{url}/predict", data=photo, timeout=30)
@@ -56,7 +57,7 @@ def under_load(
     # These runs count lost requests, not shed ones: generous waits, as in tests/test_lifecycle.py
     # (on a busy shared CPU a warm-up or a c=4 turn can take longer than the defaults).
     env = {"MIDAS_DRAIN_S": str(args.drain), "MIDAS_QUEUE_TIMEOUT_S": "60"}
-    env["MIDAS_READY_WAIT_S"] = "120"
+    env.update(MIDAS_READY_WAIT_S="120", MIDAS_CACHE_MB="0")
     with gunicorn(args.model, workdir, workers=args.workers, **env) as (url, process):
         with SteadyLoad(f"{url}/predict", photo, concurrency=4, timeout=120) as load:
             load.wait_for_answers(8)

@@ -27,6 +27,9 @@ from tests.load import SteadyLoad, burst, post_once, summary
 from tests.servers import gunicorn
 
 DRAIN_S = 2.0
+# These tests watch the compute path: one photo sent again and again must not come from the
+# result cache.
+NO_CACHE = {"MIDAS_CACHE_MB": "0"}
 
 
 def copy_model(model: Path, target: Path, **metadata: object) -> Path:
@@ -131,7 +134,7 @@ def test_start_fails_fast_without_a_servable_model(model_path, tmp_path, case, b
 
 
 def test_sigterm_under_load_drains_then_stops_losing_nothing(model_path, tmp_path, large_jpeg):
-    env = {"MIDAS_DRAIN_S": str(DRAIN_S), "MIDAS_QUEUE_TIMEOUT_S": "60"}
+    env = {"MIDAS_DRAIN_S": str(DRAIN_S), "MIDAS_QUEUE_TIMEOUT_S": "60", **NO_CACHE}
     with gunicorn(model_path, tmp_path, workers=2, **env) as (url, process):
         with SteadyLoad(f"{url}/predict", large_jpeg, concurrency=4, timeout=60) as load:
             load.wait_for_answers(8)
@@ -164,7 +167,7 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
     current = copy_model(model_path, tmp_path / "models" / "midas_small.pt")
     # New workers take requests while their model warms up; on this shared CPU that can take
     # longer than the 20 s default wait (a normal node: about a second).
-    env = {"MIDAS_QUEUE_TIMEOUT_S": "60", "MIDAS_READY_WAIT_S": "120"}
+    env = {"MIDAS_QUEUE_TIMEOUT_S": "60", "MIDAS_READY_WAIT_S": "120", **NO_CACHE}
     with gunicorn(current, tmp_path, workers=2, **env) as (url, process):
         before = worker_pids(url)
         with SteadyLoad(f"{url}/predict", large_jpeg, concurrency=4, timeout=60) as load:
@@ -209,7 +212,8 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
 
 
 def test_burst_at_c64_is_served_or_refused_at_once(model_path, tmp_path, jpeg_640x480):
-    with gunicorn(model_path, tmp_path, workers=2, MIDAS_QUEUE_TIMEOUT_S="1") as (url, _):
+    env = {"MIDAS_QUEUE_TIMEOUT_S": "1", **NO_CACHE}
+    with gunicorn(model_path, tmp_path, workers=2, **env) as (url, _):
         reference = post_once(f"{url}/predict", jpeg_640x480, keep_body=True)
         assert reference.status == 200
         start = time.monotonic()
@@ -245,7 +249,7 @@ def decode(body: bytes) -> np.ndarray:
 
 
 def test_requests_of_clients_that_left_are_not_computed(model_path, tmp_path, jpeg_640x480):
-    with gunicorn(model_path, tmp_path, workers=1, MIDAS_WARMUP_RUNS="0") as (url, _):
+    with gunicorn(model_path, tmp_path, workers=1, MIDAS_WARMUP_RUNS="0", **NO_CACHE) as (url, _):
         host, port = url.removeprefix("http://").split(":")
         request = (
             f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/jpeg\r\n"
