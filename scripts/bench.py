@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from midas_service import encode, visualize  # noqa: E402
+from midas_service.config import Settings  # noqa: E402
 from midas_service.engine import available_cpus, load_engine  # noqa: E402
 from midas_service.imaging import decode_image  # noqa: E402
 from midas_service.pipeline import DepthEstimator, upsample  # noqa: E402
@@ -274,6 +275,9 @@ def measure_layout(
 ) -> dict[str, object]:
     jpeg = jpeg_path.read_bytes()
     workers, threads, env = parse_layout(layout, args.backend)
+    # The same photo again and again: without this the result cache would answer, not the model.
+    # The production queue timeout, not the lenient one tests/servers.py gives a busy CI machine.
+    env.update(MIDAS_CACHE_MB="0", MIDAS_QUEUE_TIMEOUT_S=str(Settings.queue_timeout_s))
     row: dict[str, object] = {
         "layout": layout,
         "workers": workers,
