@@ -511,7 +511,7 @@ def test_every_code_the_source_sends_is_in_the_table():
         source = path.read_text()
         sent |= set(re.findall(r'\bcode = "(\w+)"', source))
         sent |= set(re.findall(r'error_response\(\s*"(\w+)"', source))
-    for template in (ROOT / "nginx").glob("*.template"):
+    for template in (ROOT / "nginx").glob("*.template"):  # nginx's own JSON error pages
         sent |= set(re.findall(r'"code":"(\w+)"', template.read_text()))
     assert {"bad_parameter", "not_ready", "internal_error", "unavailable"} <= sent
     assert sent <= set(ERROR_CODES)
