@@ -267,4 +267,5 @@ def test_no_server_version_and_keys_through_gunicorn_and_nginx(model_path, tmp_p
         )
         assert response.status_code == 200
         # nginx warns whenever it spills a request body to a temporary file
-        assert "temporary file" not in (tmp_path / "nginx-error.log").read_text()
+        (error_log,) = tmp_path.glob("nginx-*/nginx-error.log")
+        assert "temporary file" not in error_log.read_text()
