@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.servers import gunicorn, nginx
+from tests.servers import gunicorn, nginx, nginx_proxy
 from tests.support import ROOT, photo_640x480_jpeg
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,13 +37,13 @@ RESULT_TIMEOUT_S = 60
 
 
 class Site:
-    def __init__(self, url: str, app_url: str, workdir: Path) -> None:
+    def __init__(self, url: str, app_url: str, nginx_folder: Path) -> None:
         self.url = url
         self.app_url = app_url  # Gunicorn directly: the test's own requests skip nginx's log
-        self.workdir = workdir
+        self.nginx_folder = nginx_folder
 
     def predict_requests_seen_by_nginx(self) -> int:
-        log = (self.workdir / "nginx.log").read_text()
+        log = (self.nginx_folder / "nginx.log").read_text()
         return sum('path="/predict"' in line for line in log.splitlines())
 
     def reference(self, photo: Path, **params: str) -> bytes:
@@ -60,7 +60,8 @@ def site(random_model_path, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("browser-stack")
     with ExitStack() as stack:
         app_url, _ = stack.enter_context(gunicorn(random_model_path, workdir, workers=1))
-        yield Site(stack.enter_context(nginx(app_url, workdir)), app_url, workdir)
+        proxy = stack.enter_context(nginx_proxy(app_url, workdir))
+        yield Site(proxy.http, app_url, proxy.folder)
 
 
 @pytest.fixture(scope="module")
