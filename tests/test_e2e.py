@@ -141,6 +141,7 @@ def test_nginx_413_is_json_before_the_app_sees_it(stack):
     body = response.json()
     assert body["error"]["code"] == "too_large" and "10 MB" in body["error"]["message"]
     assert body["request_id"] == response.headers["X-Request-ID"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def _predict_counts(metrics_text: str) -> float:

@@ -217,7 +217,10 @@ def test_server_header_has_no_version(site):
         requests.get(f"{proxy.https}/healthz", verify=site["ca"], timeout=10),
         requests.get(f"{proxy.https}/static/style.css", verify=site["ca"], timeout=10),
     ):
-        assert answer.headers["Server"] == "nginx", answer.headers["Server"]
+        assert answer.headers["Server"] == "nginx"
+    # nginx's own answers carry the app's security headers too
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer", answer.headers["Server"]
 
 
 def test_gunicorn_down_is_a_503_json_with_retry_after(tmp_path, jpeg_640x480):

@@ -189,6 +189,19 @@ def test_not_ready_is_503_and_health_stays_alive(model_path, jpeg_640x480):
     assert response.headers["Retry-After"] == "1"
 
 
+def test_the_no_javascript_page_explains_a_busy_server_in_html(model_path, jpeg_640x480):
+    settings = Settings(model_path=model_path, allow_untrained=True, ready_wait_s=0.2)
+    client = create_app(settings, load_model=False).test_client()
+    response = client.post(
+        "/",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    assert response.headers["Retry-After"] == "1"
+    assert "The server is busy" in response.get_data(as_text=True)
+
+
 def test_untrained_model_is_refused_unless_allowed(random_model_path):
     app = create_app(Settings(model_path=random_model_path, warmup_runs=0), load_model=False)
     runtime = app.extensions["midas_runtime"]

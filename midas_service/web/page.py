@@ -13,7 +13,9 @@ from functools import cache
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
+from midas_service.admission import Overloaded
 from midas_service.imaging import ImageError
+from midas_service.runtime import ModelNotReady
 from midas_service.visualize import COLORMAPS, heatmap
 from midas_service.web.api import run_prediction
 from midas_service.web.errors import ApiError, error_parts
@@ -85,7 +87,7 @@ def colormaps() -> Response:
 
 
 @page.post("/")
-def index_result() -> tuple[str, int]:
+def index_result() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     try:
         colormap = read_colormap(request, current_app.config["MIDAS_SETTINGS"].colormap)
         body, media_type = run_prediction(
@@ -94,5 +96,8 @@ def index_result() -> tuple[str, int]:
     except (ApiError, ImageError) as exc:
         status, _, message = error_parts(exc)
         return render_template("index.html", **_context(error=message)), status
+    except (ModelNotReady, Overloaded) as exc:  # the page, not the API's JSON, with its 503
+        message = f"The server is busy ({exc}). Please try again in a moment."
+        return render_template("index.html", **_context(error=message)), 503, {"Retry-After": "1"}
     result = f"data:{media_type};base64,{base64.b64encode(body).decode('ascii')}"
     return render_template("index.html", **_context(result=result, colormap=colormap)), 200
