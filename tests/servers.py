@@ -50,6 +50,28 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
 
 
+def wait_for_every_worker(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until each current worker of the Gunicorn master ``process`` has answered /readyz
+    200 (a first 200 only proves one of them is warm)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + timeout
+    ready: set[str] = set()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        workers = set(children.read_text().split())
+        if workers and workers <= ready:
+            return
+        try:
+            answer = requests.get(f"{url}/readyz", timeout=2)
+            if answer.status_code == 200:
+                ready.add(str(answer.json()["pid"]))
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"not every worker behind {url} was ready within {timeout} s")
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -101,6 +123,8 @@ def gunicorn(
         cwd=ROOT,
         env=environment,
     ) as process:
+        if wait:
+            wait_for_every_worker(f"http://127.0.0.1:{port}", process)
         yield f"http://127.0.0.1:{port}", process
 
 

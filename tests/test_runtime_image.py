@@ -35,7 +35,7 @@ from tests.dockerfile import (
     stages,
 )
 from tests.runtime_venv import as_user, ensure_runtime_venv, pip_steps
-from tests.servers import free_port, running, wait_for
+from tests.servers import free_port, running, wait_for, wait_for_every_worker
 
 # Creating the venv the first time takes minutes (several GB of local wheels).
 pytestmark = pytest.mark.timeout(1800)
@@ -186,6 +186,7 @@ def served(runtime, user, venv, tmp_path_factory) -> Iterator[dict[str, object]]
         ) as process:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/readyz", process, timeout=180)
+            wait_for_every_worker(url, process)
             yield {
                 "url": url,
                 "process": process,
