@@ -133,7 +133,12 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     Grayscale becomes RGB, alpha is dropped, 16-bit is scaled by 65535, EXIF orientation is
     applied (by OpenCV's colour decode).
     """
-    fmt = read_header(data, max_bytes, max_pixels).format
+    return decode_pixels(data, read_header(data, max_bytes, max_pixels))
+
+
+def decode_pixels(data: bytes, header: ImageHeader) -> np.ndarray:
+    """The decode itself, for bytes whose ``header`` :func:`read_header` already checked."""
+    fmt = header.format
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from midas_service import encode, lifecycle, visualize
 from midas_service.cache import CacheUnavailable, Entry, model_identity, result_key
-from midas_service.imaging import decode_image, read_header
+from midas_service.imaging import decode_pixels, read_header
 from midas_service.output_limits import output_refusal
 from midas_service.pipeline import StageTimes
 from midas_service.runtime import ModelRuntime
@@ -58,7 +58,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
         return cached.body, cached.media_type
     overload.take_turn()  # 503 at once if this worker cannot start it soon
     start = time.perf_counter()
-    rgb = decode_image(data, settings.max_upload_bytes, settings.max_pixels)
+    rgb = decode_pixels(data, header)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
     decoded = time.perf_counter()
     times = StageTimes()
