@@ -135,8 +135,11 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(code, message, status)
 
     @app.errorhandler(ModelNotReady)
-    def not_ready(exc: ModelNotReady) -> Response:
-        response = error_response("not_ready", str(exc))
+    @app.errorhandler(Overloaded)
+    def busy(exc: ModelNotReady | Overloaded) -> Response:
+        """503 worth retrying in a second: the model is loading, or this worker is full."""
+        code = "not_ready" if isinstance(exc, ModelNotReady) else "overloaded"
+        response = error_response(code, str(exc))
         response.headers["Retry-After"] = "1"
         return response
 
@@ -144,12 +147,6 @@ def register_error_handlers(app: Flask) -> None:
     def broken_model(exc: NonFiniteDepth) -> Response:
         log.error("request %s: %s", g.get("request_id"), exc)
         return error_response("internal_error", INTERNAL_MESSAGE)
-
-    @app.errorhandler(Overloaded)
-    def overloaded(exc: Overloaded) -> Response:
-        response = error_response("overloaded", str(exc))
-        response.headers["Retry-After"] = "1"
-        return response
 
     @app.errorhandler(ClientGone)
     def client_gone(exc: ClientGone) -> Response:
