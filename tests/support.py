@@ -35,3 +35,18 @@ def photo_640x480_jpeg() -> bytes:
     ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return buffer.tobytes()
+
+
+def post_jpeg(url: str, data: bytes, verify: str | bool = True, **params: str):
+    """POST ``data`` as an image/jpeg body to ``url``/predict; redirects are not followed."""
+    import requests
+
+    return requests.post(
+        f"{url}/predict",
+        data=data,
+        params=params,
+        headers={"Content-Type": "image/jpeg"},
+        timeout=30,
+        verify=verify,
+        allow_redirects=False,
+    )

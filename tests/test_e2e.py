@@ -18,6 +18,7 @@ import requests
 
 from midas_service.engine import BACKENDS
 from tests.servers import gunicorn, nginx, wait_for
+from tests.support import post_jpeg
 
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
 
@@ -37,16 +38,6 @@ def stack(request, model_path, tmp_path_factory):
         yield {"gunicorn": app_url, "nginx": proxy_url, "process": process}
 
 
-def post(url: str, data: bytes, **params: str) -> requests.Response:
-    return requests.post(
-        f"{url}/predict",
-        data=data,
-        params=params,
-        headers={"Content-Type": "image/jpeg"},
-        timeout=30,
-    )
-
-
 def picture(response: requests.Response) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)
 
@@ -55,7 +46,7 @@ def picture(response: requests.Response) -> np.ndarray:
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 @pytest.mark.parametrize("colormap", COLORMAPS)
 def test_pictures_through_nginx(stack, jpeg_640x480, output, fmt, colormap):
-    response = post(stack["nginx"], jpeg_640x480, output=output, format=fmt, colormap=colormap)
+    response = post_jpeg(stack["nginx"], jpeg_640x480, output=output, format=fmt, colormap=colormap)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == f"image/{fmt}"
     width = 1280 if output == "side" else 640
@@ -65,15 +56,15 @@ def test_pictures_through_nginx(stack, jpeg_640x480, output, fmt, colormap):
 @pytest.mark.parametrize("target", ["gunicorn", "nginx"])
 def test_depth_formats(stack, jpeg_640x480, target):
     url = stack[target]
-    npy = post(url, jpeg_640x480, output="depth")
+    npy = post_jpeg(url, jpeg_640x480, output="depth")
     assert npy.headers["Content-Type"] == "application/x-npy"
     depth = np.load(io.BytesIO(npy.content))
     assert depth.shape == (480, 640) and depth.dtype == np.float32
-    png16 = picture(post(url, jpeg_640x480, output="depth", format="png16"))
+    png16 = picture(post_jpeg(url, jpeg_640x480, output="depth", format="png16"))
     assert png16.shape == (480, 640) and png16.dtype == np.uint16
-    pfm = post(url, jpeg_640x480, output="depth", format="pfm")
+    pfm = post_jpeg(url, jpeg_640x480, output="depth", format="pfm")
     assert pfm.content.startswith(b"Pf\n640 480\n")
-    document = post(url, jpeg_640x480, output="depth", format="json").json()
+    document = post_jpeg(url, jpeg_640x480, output="depth", format="json").json()
     assert np.allclose(np.array(document["depth"], dtype=np.float32), depth)
     assert document["min"] == pytest.approx(float(depth.min()))
 
@@ -102,7 +93,7 @@ def test_request_id_and_timing_pass_through_nginx(stack, jpeg_640x480):
     assert re.search(
         r"decode;dur=[\d.]+.*infer;dur=[\d.]+.*encode;dur=", given.headers["Server-Timing"]
     )
-    generated = post(stack["nginx"], jpeg_640x480)
+    generated = post_jpeg(stack["nginx"], jpeg_640x480)
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
 
 
@@ -116,8 +107,8 @@ def test_static_files_come_from_nginx(stack):
 def test_errors_are_json_and_the_next_request_succeeds(stack, jpeg_640x480, target):
     url = stack[target]
     cases = [
-        (post(url, jpeg_640x480, output="hologram"), 400),
-        (post(url, b"\xff\xd8\xff\xe0 truncated"), 400),
+        (post_jpeg(url, jpeg_640x480, output="hologram"), 400),
+        (post_jpeg(url, b"\xff\xd8\xff\xe0 truncated"), 400),
         (requests.get(f"{url}/nothing-here", timeout=5), 404),
         (requests.put(f"{url}/predict", data=b"x", timeout=5), 405),
         (
@@ -126,17 +117,17 @@ def test_errors_are_json_and_the_next_request_succeeds(stack, jpeg_640x480, targ
             ),
             415,
         ),
-        (post(url, b"\xff\xd8\xff" + bytes(10 * 1024 * 1024 + 10)), 413),
+        (post_jpeg(url, b"\xff\xd8\xff" + bytes(10 * 1024 * 1024 + 10)), 413),
     ]
     for response, status in cases:
         assert response.status_code == status
         body = response.json()
         assert body["error"]["code"] and body["error"]["message"] and body["request_id"]
-        assert post(url, jpeg_640x480).status_code == 200
+        assert post_jpeg(url, jpeg_640x480).status_code == 200
 
 
 def test_nginx_413_is_json_before_the_app_sees_it(stack):
-    response = post(stack["nginx"], b"\xff\xd8\xff" + bytes(12 * 1024 * 1024))
+    response = post_jpeg(stack["nginx"], b"\xff\xd8\xff" + bytes(12 * 1024 * 1024))
     assert response.status_code == 413
     body = response.json()
     assert body["error"]["code"] == "too_large" and "10 MB" in body["error"]["message"]
@@ -153,7 +144,7 @@ def test_metrics_add_up_across_workers(stack, jpeg_640x480):
     url = stack["gunicorn"]
     before = _predict_counts(requests.get(f"{url}/metrics", timeout=5).text)
     with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda _: post(url, jpeg_640x480), range(24)))
+        responses = list(pool.map(lambda _: post_jpeg(url, jpeg_640x480), range(24)))
     assert [r.status_code for r in responses] == [200] * 24
     answered = [int(r.headers["X-Worker-PID"]) for r in responses]
     # The counted /predict calls were split between both workers (not only the probes).
@@ -170,7 +161,7 @@ def test_killed_worker_does_not_take_its_neighbour_down(stack, jpeg_640x480):
     victim = requests.get(f"{url}/readyz", timeout=5).json()["pid"]
     os.kill(victim, signal.SIGKILL)
     for _ in range(6):
-        assert post(url, jpeg_640x480).status_code == 200
+        assert post_jpeg(url, jpeg_640x480).status_code == 200
     wait_for(f"{url}/readyz", stack["process"])
     assert stack["process"].poll() is None
 
@@ -186,10 +177,10 @@ def test_readyz_is_503_until_warm_then_200(model_path, tmp_path, jpeg_640x480):
         wait_for(f"{url}/healthz", process)
         early = requests.get(f"{url}/readyz", timeout=5)
         assert early.status_code == 503 and early.json()["ready"] is False
-        busy = post(url, jpeg_640x480)
+        busy = post_jpeg(url, jpeg_640x480)
         assert busy.status_code == 503 and busy.json()["error"]["code"] == "not_ready"
         wait_for(f"{url}/readyz", process, timeout=300)  # 150 runs: minutes on a busy machine
         ready = requests.get(f"{url}/readyz", timeout=5).json()
         assert ready["ready"] is True and ready["metadata"]["weights_sha256"]
-        assert post(url, jpeg_640x480).status_code == 200
+        assert post_jpeg(url, jpeg_640x480).status_code == 200
         json.dumps(ready)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.servers import TlsFiles, free_port, gunicorn, nginx_proxy
+from tests.support import post_jpeg
 
 HSTS = "max-age=31536000"
 
@@ -116,31 +117,19 @@ def site(model_path, tmp_path_factory):
         yield {"apps": apps, "proxy": proxy, "ca": str(ca)}
 
 
-def post_photo(url: str, photo: bytes, verify: str | bool = True, **params: str):
-    return requests.post(
-        f"{url}/predict",
-        data=photo,
-        params=params,
-        headers={"Content-Type": "image/jpeg"},
-        timeout=30,
-        verify=verify,
-        allow_redirects=False,
-    )
-
-
 def picture(content: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_COLOR)
 
 
 def test_predict_over_https_verified_against_the_ca(site, jpeg_640x480):
-    answer = post_photo(site["proxy"].https, jpeg_640x480, verify=site["ca"], format="png")
+    answer = post_jpeg(site["proxy"].https, jpeg_640x480, verify=site["ca"], format="png")
     assert answer.status_code == 200
     assert answer.headers["Content-Type"] == "image/png"
     assert answer.headers["Strict-Transport-Security"] == HSTS
     heat = picture(answer.content)
     assert heat.shape == (480, 640, 3)
     # The picture nginx relayed is exactly the one Gunicorn makes, and it is not a flat image.
-    direct = post_photo(site["apps"][0], jpeg_640x480, format="png")
+    direct = post_jpeg(site["apps"][0], jpeg_640x480, format="png")
     assert np.array_equal(heat, picture(direct.content))
     assert heat.std() > 10 and len(np.unique(heat.reshape(-1, 3), axis=0)) > 50
 
@@ -159,7 +148,7 @@ def test_hsts_also_on_errors_over_https(site):
 def test_plain_http_redirects_to_https_except_probes(site, jpeg_640x480):
     proxy = site["proxy"]
     https_port = proxy.https.rsplit(":", 1)[1]
-    answer = post_photo(proxy.http, jpeg_640x480, output="side")
+    answer = post_jpeg(proxy.http, jpeg_640x480, output="side")
     assert answer.status_code == 308  # keeps POST and its body
     assert answer.headers["Location"] == f"https://127.0.0.1:{https_port}/predict?output=side"
     assert "Strict-Transport-Security" not in answer.headers
@@ -223,7 +212,7 @@ def test_server_header_has_no_version(site):
 def test_gunicorn_down_is_a_503_json_with_retry_after(tmp_path, jpeg_640x480):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
     with nginx_proxy(dead, tmp_path, ready_status=503) as proxy:
-        answer = post_photo(proxy.http, jpeg_640x480)
+        answer = post_jpeg(proxy.http, jpeg_640x480)
         probe = requests.get(f"{proxy.http}/readyz", timeout=10)
     assert answer.status_code == 503 and probe.status_code == 503
     assert answer.headers["Retry-After"] == "1"
