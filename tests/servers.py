@@ -50,22 +50,27 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
 
 
+def worker_pids(process: subprocess.Popen) -> set[int]:
+    """The current workers of the Gunicorn master ``process`` (its child processes)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    return {int(pid) for pid in children.read_text().split()}
+
+
 def wait_for_every_worker(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
     """Wait until each current worker of the Gunicorn master ``process`` has answered /readyz
     200 (a first 200 only proves one of them is warm)."""
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     deadline = time.monotonic() + timeout
-    ready: set[str] = set()
+    ready: set[int] = set()
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        workers = set(children.read_text().split())
+        workers = worker_pids(process)
         if workers and workers <= ready:
             return
         try:
             answer = requests.get(f"{url}/readyz", timeout=2)
             if answer.status_code == 200:
-                ready.add(str(answer.json()["pid"]))
+                ready.add(answer.json()["pid"])
         except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.05)

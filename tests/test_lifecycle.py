@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests.load import SteadyLoad, burst, post_once, summary
-from tests.servers import gunicorn
+from tests.servers import gunicorn, wait_for_every_worker, worker_pids
 
 DRAIN_S = 2.0
 # These tests watch the compute path: one photo sent again and again must not come from the
@@ -56,10 +56,6 @@ def copy_model(model: Path, target: Path, **metadata: object) -> Path:
 
 def log_of(url: str, workdir: Path) -> str:
     return (workdir / f"gunicorn-{url.rsplit(':', 1)[1]}.log").read_text()
-
-
-def worker_pids(url: str, probes: int = 30) -> set[int]:
-    return {requests.get(f"{url}/readyz", timeout=10).json()["pid"] for _ in range(probes)}
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +165,7 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
     # longer than the 20 s default wait (a normal node: about a second).
     env = {"MIDAS_QUEUE_TIMEOUT_S": "60", "MIDAS_READY_WAIT_S": "120", **NO_CACHE}
     with gunicorn(current, tmp_path, workers=2, **env) as (url, process):
-        before = worker_pids(url)
+        before = worker_pids(process)
         with SteadyLoad(f"{url}/predict", large_jpeg, concurrency=4, timeout=60) as load:
             load.wait_for_answers(8)
             # A corrupt update is refused by the master: the same workers keep serving.
@@ -185,7 +181,7 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
                 time.sleep(0.05)
             answered = load.count(lambda r: r.kind == "http")
             load.wait_for_answers(answered + 4)
-            assert worker_pids(url) == before
+            assert worker_pids(process) == before
             # A good update: new workers with the new model, the old ones finish their requests.
             copy_model(model_path, current, weights_sha256="the-updated-model")
             process.send_signal(signal.SIGHUP)
@@ -201,7 +197,8 @@ def test_sighup_reload_under_load_swaps_the_model_losing_nothing(model_path, tmp
                 time.sleep(0.05)
             answered = load.count(lambda r: r.kind == "http")
             load.wait_for_answers(answered + 8)
-        after = worker_pids(url)
+        wait_for_every_worker(url, process, timeout=60)  # old workers gone, new ones serving
+        after = worker_pids(process)
         assert process.poll() is None
     kinds = summary(load.results)["answers"]
     assert set(kinds) == {"200"}, kinds  # every request answered 200: no reset, no refusal
