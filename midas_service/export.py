@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from midas_service.engine import METADATA_FILE, load_engine
 from midas_service.model import MidasSmall, build_model
@@ -50,13 +51,50 @@ def metadata_for(checkpoint: Checkpoint) -> dict[str, object]:
     }
 
 
+def unpadded_stride2_convs(model: MidasSmall) -> MidasSmall:
+    """Replace timm's pad-then-convolve stride-2 layers by plain convolutions, in place.
+
+    timm's ``Conv2dSame`` copies the activation into a zero-filled, padded tensor before each of
+    the encoder's five stride-2 convolutions; those copies cost ~9 % of the traced network
+    (README "Performance"). On an even-sized input, TensorFlow "same" padding of a k x k
+    stride-2 convolution (k odd) is (k-3)/2 zeros before and (k-1)/2 after. A (k+1) x (k+1)
+    kernel whose first row and column are zero, with (k-1)/2 zeros on both sides, reads exactly
+    the same pixels with the same weights. Every stride-2 layer sees an even size, because the
+    network only takes sides that are multiples of 32; the export's check proves the equality.
+    """
+    for parent in list(model.modules()):
+        for name, conv in list(parent.named_children()):
+            if type(conv).__name__ != "Conv2dSame":
+                continue
+            size = conv.kernel_size[0]
+            if conv.stride != (2, 2) or conv.dilation != (1, 1) or conv.kernel_size != (size,) * 2:
+                raise ValueError(f"unexpected padded convolution {name}: {conv}")
+            plain = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                size + 1,
+                stride=2,
+                padding=(size - 1) // 2,
+                groups=conv.groups,
+                bias=conv.bias is not None,
+            )
+            with torch.no_grad():
+                plain.weight.zero_()
+                plain.weight[:, :, 1:, 1:] = conv.weight
+                if conv.bias is not None:
+                    plain.bias.copy_(conv.bias)
+            setattr(parent, name, plain)
+    return model
+
+
 def export_torchscript(model: MidasSmall, output: Path, metadata: dict[str, object]) -> None:
     """Trace in channels-last at 256x256, freeze, and save with the metadata inside.
 
-    The engine turns on oneDNN Graph fusion at load time; ``optimize_for_inference`` is not
-    used: it measured slower here, and its graph cannot be saved.
+    The stride-2 layers lose their padding copies first (:func:`unpadded_stride2_convs`). The
+    engine turns on oneDNN Graph fusion at load time; ``optimize_for_inference`` is not used:
+    it measured slower here, and its graph cannot be saved.
     """
-    model = model.to(memory_format=torch.channels_last)
+    model = unpadded_stride2_convs(model).to(memory_format=torch.channels_last)
     example = torch.zeros(1, 3, *TRACE_SIZE).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), warnings.catch_warnings():
         # timm's "same" padding reads sizes as Python ints; constant for multiples of 32.

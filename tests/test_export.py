@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from midas_service.engine import BACKENDS, load_engine
-from midas_service.export import CHECK_TOLERANCE, ExportCheckFailed, check_export
+from midas_service.export import (
+    CHECK_TOLERANCE,
+    ExportCheckFailed,
+    check_export,
+    unpadded_stride2_convs,
+)
 from midas_service.model import build_model
 from midas_service.weights import random_state_dict, read_state_dict, sha256_of
 from tests.conftest import range_error
@@ -45,6 +52,23 @@ def test_traced_at_one_size_is_right_at_every_multiple_of_32(
     got = engine.infer(batch.numpy())
     assert got.shape == expected.shape
     assert range_error(got, expected) <= CHECK_TOLERANCE
+
+
+def test_stride2_layers_without_padding_copies_compute_the_same(eager, model_path):
+    import copy
+
+    unpadded = unpadded_stride2_convs(copy.deepcopy(eager))
+    assert not any(type(m).__name__ == "Conv2dSame" for m in unpadded.modules())
+    for height, width in [(256, 256), (192, 256), (32, 64), (96, 32)]:
+        batch = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(width))
+        with torch.no_grad():
+            assert range_error(unpadded(batch).numpy(), eager(batch).numpy()) <= 1e-5
+    # The served file has the plain convolutions: no padding op copies an activation.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = str(torch.jit.load(str(model_path)).graph)
+    assert "aten::pad" not in graph and "constant_pad_nd" not in graph
+    assert graph.count("aten::_convolution") == 97
 
 
 def test_self_check_fails_loudly_for_a_different_model(model_path):
