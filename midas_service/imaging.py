@@ -161,8 +161,7 @@ def to_float_rgb(bgr: np.ndarray) -> np.ndarray:
         raise UndecodableImage(f"unsupported sample type {bgr.dtype}")
     # In place: the decoded buffer is ours, and a 40 MP photo is 120 MB per 8-bit copy.
     cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
-    rgb = bgr.astype(np.float32)
-    rgb *= scale
+    rgb = np.multiply(bgr, np.float32(scale), dtype=np.float32)  # one pass, one new array
     if scale == 1.0:
         np.clip(rgb, 0.0, 1.0, out=rgb)
     return rgb
