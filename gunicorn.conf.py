@@ -13,6 +13,9 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
   the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
+While other workers compute, a request runs on its share of the cores instead of every core
+(MIDAS_SHARE_CORES, midas_service/core_share.py; the master gives each worker a slot in
+pre_fork and clears it in child_exit).
 The measurements behind this are in the README ("Performance"), from scripts/bench.py.
 """
 
@@ -22,7 +25,7 @@ import os
 import shutil
 import tempfile
 
-from midas_service import lifecycle, openmp
+from midas_service import core_share, lifecycle, openmp
 from midas_service.config import Settings
 from midas_service.engine import DEFAULT_BACKEND, available_cpus
 from midas_service.logs import LOG_FORMAT
@@ -98,10 +101,16 @@ def on_starting(server) -> None:
         )
 
 
+def pre_fork(server, worker) -> None:
+    """The worker inherits a slot for telling the others when it computes (core_share.py)."""
+    core_share.assign_slot(worker.age)
+
+
 def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    core_share.release_slot(worker.age)
 
 
 # --- Lifecycle: overload, stop, reload, fail-fast start (midas_service/lifecycle.py, worker.py) ---

@@ -5,6 +5,7 @@
 | MIDAS_MODEL_PATH     | models/midas_small.pt | exported model (.onnx sits beside it)    |
 | MIDAS_BACKEND        | torchscript           | torchscript or onnxruntime               |
 | MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
+| MIDAS_SHARE_CORES    | 1                     | 0 = always MIDAS_THREADS (core_share.py)  |
 | MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
 | MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
 | MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
@@ -47,6 +48,7 @@ class Settings:
     model_path: Path = Path("models/midas_small.pt")
     backend: str = DEFAULT_BACKEND
     threads: int | None = None
+    share_cores: bool = True
     max_upload_mb: float = 10.0
     max_pixels: int = 40_000_000
     colormap: str = DEFAULT_COLORMAP
@@ -88,6 +90,7 @@ class Settings:
                 model_path=Path(get("MIDAS_MODEL_PATH", str(cls.model_path))),
                 backend=get("MIDAS_BACKEND", cls.backend),
                 threads=int(env["MIDAS_THREADS"]) if env.get("MIDAS_THREADS") else None,
+                share_cores=flag(get("MIDAS_SHARE_CORES", "1")),
                 max_upload_mb=float(get("MIDAS_MAX_UPLOAD_MB", str(cls.max_upload_mb))),
                 max_pixels=int(float(get("MIDAS_MAX_PIXELS", str(cls.max_pixels)))),
                 colormap=get("MIDAS_COLORMAP", cls.colormap),

@@ -98,6 +98,10 @@ class TorchScriptEngine:
         self.metadata = json.loads(extra[METADATA_FILE] or "{}")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        # The oneDNN partitions keep the thread count of their first run (their compilation);
+        # other engines of this process may run at other counts (core_share.py).
+        if self._torch.get_num_threads() != self.threads:
+            self._torch.set_num_threads(self.threads)
         with self._torch.inference_mode():
             return self._module(self._torch.from_numpy(batch)).numpy()
 

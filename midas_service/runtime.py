@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from midas_service import openmp
+from midas_service import core_share, openmp
 from midas_service.config import Settings
-from midas_service.engine import Engine, load_engine
+from midas_service.engine import Engine, available_cpus, load_engine
 from midas_service.pipeline import DepthEstimator
 
 log = logging.getLogger(__name__)
@@ -47,22 +47,62 @@ class UntrainedModelRefused(RuntimeError):
     pass
 
 
-class OneThreadEngine:
-    """Runs every inference of this worker on one dedicated thread.
+class WorkerEngine:
+    """The worker's inference: one engine per thread count, all run on one dedicated thread.
 
-    Requests are handled on several threads (gthread), and OpenMP (TorchScript) keeps one
-    thread team per calling thread: called from each request thread in turn, a worker would
-    grow one team per thread. One caller keeps it at MIDAS_THREADS inference threads, and the
-    warm-up warms the very thread that serves.
+    Each inference takes the largest thread count that fits the cores other workers leave free
+    at that moment (``midas_service.core_share``). Requests are handled on several threads
+    (gthread), and OpenMP (TorchScript) keeps one thread team per calling thread: called from
+    each request thread in turn, a worker would grow one team per thread. One caller keeps it
+    at MIDAS_THREADS inference threads, and the warm-up warms the very thread that serves.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.backend, self.threads, self.metadata = engine.backend, engine.threads, engine.metadata
+    def __init__(self, engines: dict[int, Engine], cores: int) -> None:
+        self.engines = engines
+        self.counts = tuple(sorted(engines, reverse=True))
+        self.cores = cores
+        first = engines[self.counts[0]]
+        self.backend, self.threads, self.metadata = first.backend, first.threads, first.metadata
+        self.last_threads = self.counts[0]
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
 
+    def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Run on the inference thread with ``threads`` (default: what the cores allow now)."""
+        if threads is None:
+            threads = core_share.threads_for_next_inference(self.counts, self.cores)
+        self.last_threads = threads
+        return self._thread.submit(self.engines[threads].infer, batch).result()
+
+    def pinned(self, threads: int) -> Engine:
+        """This engine, always at ``threads``: the warm-up compiles every count."""
+        return _Pinned(self, threads)
+
+
+class _Pinned:
+    def __init__(self, engine: WorkerEngine, threads: int) -> None:
+        self.engine, self.threads = engine, threads
+        self.backend, self.metadata = engine.backend, engine.metadata
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._thread.submit(self.engine.infer, batch).result()
+        return self.engine.infer(batch, self.threads)
+
+
+def load_worker_engine(settings: Settings) -> WorkerEngine:
+    """The model at MIDAS_THREADS and, with MIDAS_SHARE_CORES, at each smaller share."""
+    cores = available_cpus()
+    threads = settings.threads or cores
+    counts = core_share.thread_counts(threads) if settings.share_cores else (threads,)
+    engines = {
+        count: load_engine(
+            settings.model_path,
+            settings.backend,
+            count,
+            settings.ort_spinning,
+            allow_no_metadata=settings.allow_no_metadata,
+        )
+        for count in counts
+    }
+    return WorkerEngine(engines, cores)
 
 
 class ModelRuntime:
@@ -107,19 +147,15 @@ class ModelRuntime:
             start = time.perf_counter()
             try:
                 settings = self.settings
-                engine = load_engine(
-                    settings.model_path,
-                    settings.backend,
-                    settings.threads,
-                    settings.ort_spinning,
-                    allow_no_metadata=settings.allow_no_metadata,
-                )
+                engine = load_worker_engine(settings)
                 if engine.metadata.get("untrained") and not settings.allow_untrained:
                     raise UntrainedModelRefused(UNTRAINED_MESSAGE)
-                estimator = DepthEstimator(OneThreadEngine(engine))
                 warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
-                for _ in range(settings.warmup_runs):
-                    estimator.predict(warm_image)
+                for threads in engine.counts:  # each count compiles its own oneDNN kernels
+                    warming = DepthEstimator(engine.pinned(threads))
+                    for _ in range(settings.warmup_runs):
+                        warming.predict(warm_image)
+                estimator = DepthEstimator(engine)
             except Exception as exc:
                 self.error = f"model failed to load: {exc}"
                 log.exception("model failed to load")
@@ -145,6 +181,7 @@ class ModelRuntime:
         if self._estimator is not None:
             engine = self._estimator.engine
             info.update(metadata=engine.metadata, threads=engine.threads)
+            info["thread_counts"] = list(engine.counts)
             info["untrained"] = bool(engine.metadata.get("untrained"))
             info["load_seconds"] = round(self.load_seconds or 0.0, 3)
         if self.error:

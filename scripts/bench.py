@@ -121,6 +121,7 @@ def torchscript_variants(runs: int) -> list[dict[str, object]]:
 
     import torch
 
+    from midas_service.export import unpadded_stride2_convs
     from midas_service.model import build_model
     from midas_service.weights import random_state_dict
 
@@ -153,7 +154,12 @@ def torchscript_variants(runs: int) -> list[dict[str, object]]:
         fused = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
         fused(x_cl)
         fused(x_cl)
-        add("frozen channels-last + oneDNN graph fusion (served)", lambda: fused(x_cl))
+        add("frozen channels-last + oneDNN graph fusion", lambda: fused(x_cl))
+        unpadded_stride2_convs(model_cl)
+        served = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
+        served(x_cl)
+        served(x_cl)
+        add("+ stride-2 layers without padding copies (served)", lambda: served(x_cl))
         torch.jit.enable_onednn_fusion(False)
     return rows
 
@@ -254,13 +260,16 @@ OPENMP_OPTIONS = {
 
 def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, str]]:
     """``WxT`` plus options: ``2x2``, ``2x2+onnxruntime``, ``2x2+spin`` (ORT spinning on),
-    ``2x2+gomp`` / ``2x2+passive`` (TorchScript with GNU OpenMP spinning / passive)."""
+    ``2x2+gomp`` / ``2x2+passive`` (TorchScript with GNU OpenMP spinning / passive),
+    ``2x2+fixed`` (every request on T threads: MIDAS_SHARE_CORES=0)."""
     shape, *options = text.lower().split("+")
     workers, threads = (int(v) for v in shape.split("x"))
     env = {"MIDAS_THREADS": str(threads), "MIDAS_BACKEND": default_backend}
     for option in options:
         if option == "spin":
             env["MIDAS_ORT_SPINNING"] = "1"
+        elif option == "fixed":
+            env["MIDAS_SHARE_CORES"] = "0"
         elif option in ("torchscript", "onnxruntime"):
             env["MIDAS_BACKEND"] = option
         elif option in OPENMP_OPTIONS:
@@ -430,9 +439,10 @@ def main() -> int:
     parser.add_argument("--backend", default="torchscript", choices=["torchscript", "onnxruntime"])
     parser.add_argument(
         "--layouts",
-        default="2x2,2x2+onnxruntime,1x2,2x1,2x2+passive,2x2+gomp",
+        default="2x2,2x2+onnxruntime,2x2+fixed,1x2,2x1,2x2+passive,2x2+gomp",
         help="workers x threads to compare; +onnxruntime/+torchscript: that backend; "
-        "+spin: ORT spinning on; +gomp/+passive: TorchScript on GNU OpenMP (spinning/passive)",
+        "+spin: ORT spinning on; +gomp/+passive: TorchScript on GNU OpenMP (spinning/passive); "
+        "+fixed: no core sharing (MIDAS_SHARE_CORES=0)",
     )
     parser.add_argument("--chosen", default="2x2", help="layout the targets are judged on")
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")

@@ -43,5 +43,7 @@ def test_parse_layout_options():
     assert env["MIDAS_ORT_SPINNING"] == "1" and env["MIDAS_BACKEND"] == "torchscript"
     _, _, env = bench.parse_layout("2x2+passive", "torchscript")
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["LD_PRELOAD"] == ""
+    _, _, env = bench.parse_layout("2x2+fixed", "torchscript")
+    assert env["MIDAS_SHARE_CORES"] == "0"
     with pytest.raises(ValueError):
         bench.parse_layout("2x2+turbo", "onnxruntime")

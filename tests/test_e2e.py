@@ -156,6 +156,36 @@ def test_metrics_add_up_across_workers(stack, jpeg_640x480):
     assert 'stage="infer"' in text
 
 
+def threads_used(response: requests.Response) -> int:
+    return int(re.search(r"threads;desc=(\d+)", response.headers["Server-Timing"]).group(1))
+
+
+def test_a_lone_request_gets_every_thread_and_concurrent_ones_share_the_cores(stack, jpeg_640x480):
+    url = stack["gunicorn"]
+    counts = requests.get(f"{url}/readyz", timeout=5).json()["thread_counts"]
+    assert counts == sorted(counts, reverse=True) and counts[-1] == 1
+    alone = [post_jpeg(url, jpeg_640x480, output="depth") for _ in range(3)]
+    assert [threads_used(r) for r in alone] == [counts[0]] * 3
+    before = requests.get(f"{url}/metrics", timeout=5).text
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: post_jpeg(url, jpeg_640x480, output="depth"), range(16)))
+    assert [r.status_code for r in together] == [200] * 16
+    shared = [r for r in together if threads_used(r) < counts[0]]
+    # Two workers computing at once: most requests overlap another one and run on their share.
+    assert len(shared) >= 4, [threads_used(r) for r in together]
+    pattern = r'^midas_inferences_total\{threads="1"\} ([\d.e+]+)$'
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    counted = sum(float(v) for v in re.findall(pattern, text, flags=re.M))
+    counted -= sum(float(v) for v in re.findall(pattern, before, flags=re.M))
+    assert counted == sum(1 for r in together if threads_used(r) == 1)
+    # Fewer threads, same depth map.
+    expected = np.load(io.BytesIO(alone[0].content))
+    span = float(expected.max() - expected.min())
+    for response in shared:
+        got = np.load(io.BytesIO(response.content))
+        assert float(np.abs(got - expected).max()) <= 1e-5 * span
+
+
 def test_killed_worker_does_not_take_its_neighbour_down(stack, jpeg_640x480):
     url = stack["gunicorn"]
     victim = requests.get(f"{url}/readyz", timeout=5).json()["pid"]

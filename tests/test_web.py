@@ -97,8 +97,21 @@ def test_request_id_is_echoed_or_generated(client, jpeg_640x480):
 
 def test_server_timing_names_each_stage(client, jpeg_640x480):
     response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
-    names = [part.split(";")[0].strip() for part in response.headers["Server-Timing"].split(",")]
-    assert names == ["queue", "decode", "preprocess", "infer", "postprocess", "encode", "total"]
+    parts = [part.strip() for part in response.headers["Server-Timing"].split(",")]
+    names = [part.split(";")[0] for part in parts]
+    assert names == [
+        "threads",
+        "queue",
+        "decode",
+        "preprocess",
+        "infer",
+        "postprocess",
+        "encode",
+        "total",
+    ]
+    # Alone in its process (no other worker computing), a request gets every thread.
+    threads = client.application.extensions["midas_runtime"].estimator.engine.threads
+    assert parts[0] == f"threads;desc={threads}"
 
 
 @pytest.mark.parametrize(

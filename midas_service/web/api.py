@@ -74,6 +74,9 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     }
     for stage, seconds in g.stage_seconds.items():
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    threads = getattr(estimator.engine, "last_threads", estimator.engine.threads)
+    metrics.INFERENCE_THREADS.labels(str(threads)).inc()
+    g.timing_notes = [*g.get("timing_notes", []), f"threads;desc={threads}"]
     cache_put(key, Entry(body, media_type))
     return body, media_type
 

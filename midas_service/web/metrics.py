@@ -32,6 +32,11 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+INFERENCE_THREADS = Counter(
+    "midas_inferences",
+    "Inferences by thread count: all threads alone, fewer while other workers compute",
+    ["threads"],
+)
 CACHE = Counter(
     "midas_cache", "Result cache lookups: hit, miss, or error (store unreachable)", ["result"]
 )

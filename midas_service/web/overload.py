@@ -11,6 +11,7 @@ import socket
 
 from flask import Flask, current_app, g, request
 
+from midas_service import core_share
 from midas_service.admission import ClientGone, ComputeTurns, queued_seconds
 from midas_service.config import Settings
 
@@ -24,6 +25,7 @@ def install(app: Flask, settings: Settings) -> None:
     def give_back_turn(exc: BaseException | None) -> None:
         turns = g.pop("midas_turn", None)
         if turns is not None:
+            core_share.set_computing(False)
             turns.give_back()
 
 
@@ -33,6 +35,7 @@ def take_turn() -> None:
     queued = queued_seconds()
     waited = turns.take(queued)
     g.midas_turn = turns
+    core_share.set_computing(True)  # other workers' inferences now leave this one its share
     g.stage_seconds = {"queue": queued + waited}  # Server-Timing and midas_stage_seconds
     if client_gone(request.environ.get("gunicorn.socket")):
         raise ClientGone("the client closed the connection before its turn; skipped")
