@@ -1,6 +1,6 @@
 """Benchmark the depth service on this machine and print one table; also writes JSON.
 
-    python scripts/bench.py                       # full run (~4 minutes on 2 cores)
+    python scripts/bench.py                       # full run (~10 minutes on 2 cores)
     python scripts/bench.py --quick               # shorter load runs, for a smoke check
 
 Measures, in one run: model-only latency of each backend (and the TorchScript tuning steps),
