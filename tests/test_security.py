@@ -257,6 +257,9 @@ def test_no_server_version_and_keys_through_gunicorn_and_nginx(model_path, tmp_p
             assert allowed.status_code == 200
             picture = cv2.imdecode(np.frombuffer(allowed.content, np.uint8), cv2.IMREAD_COLOR)
             assert picture.shape == (480, 640, 3)
+            # Which worker answered: for operators on Gunicorn's port, hidden by nginx.
+            for response in (health, refused, allowed):
+                assert ("X-Worker-PID" in response.headers) == (base == direct)
         noise = np.random.default_rng(1).integers(0, 255, (900, 1200, 3), np.uint8)
         big = cv2.imencode(".png", noise)[1]
         assert big.nbytes > 3 * 1024 * 1024
