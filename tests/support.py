@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,8 @@ def post_jpeg(url: str, data: bytes, verify: str | bool = True, **params: str):
         verify=verify,
         allow_redirects=False,
     )
+
+
+def metric(text: str, pattern: str) -> float:
+    """Sum of the Prometheus samples in ``text`` whose name and labels match ``pattern``."""
+    return sum(float(v) for v in re.findall(rf"^{pattern} ([\d.e+]+)$", text, flags=re.M))

@@ -25,6 +25,7 @@ import requests
 
 from tests.load import SteadyLoad, burst, post_once, summary
 from tests.servers import gunicorn, wait_for_every_worker, worker_pids
+from tests.support import metric
 
 DRAIN_S = 2.0
 # These tests watch the compute path: one photo sent again and again must not come from the
@@ -265,7 +266,3 @@ def test_requests_of_clients_that_left_are_not_computed(model_path, tmp_path, jp
             time.sleep(0.05)
     assert gone == 3
     assert metric(text, r'midas_stage_seconds_count\{stage="infer"\}') == 1  # only the client
-
-
-def metric(text: str, pattern: str) -> float:
-    return sum(float(v) for v in re.findall(rf"^{pattern} ([\d.e+]+)$", text, flags=re.M))

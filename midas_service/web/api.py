@@ -74,7 +74,7 @@ def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
     }
     for stage, seconds in g.stage_seconds.items():
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
-    threads = getattr(estimator.engine, "last_threads", estimator.engine.threads)
+    threads = estimator.engine.last_threads  # the worker's engine (runtime.WorkerEngine)
     metrics.INFERENCE_THREADS.labels(str(threads)).inc()
     g.timing_notes = [*g.get("timing_notes", []), f"threads;desc={threads}"]
     cache_put(key, Entry(body, media_type))
