@@ -41,7 +41,7 @@ from midas_service.engine import available_cpus, load_engine  # noqa: E402
 from midas_service.imaging import decode_image  # noqa: E402
 from midas_service.pipeline import DepthEstimator, upsample  # noqa: E402
 from midas_service.preprocess import to_network_input  # noqa: E402
-from tests.servers import gunicorn, nginx, wait_for  # noqa: E402
+from tests.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
 from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -241,10 +241,9 @@ def wrk(url: str, body_path: Path, connections: int, seconds: int) -> dict[str, 
     return parse_wrk(output)
 
 
-def worker_rss_mb(master_pid: int) -> list[float]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+def worker_rss_mb(master: subprocess.Popen) -> list[float]:
     sizes = []
-    for pid in children:
+    for pid in sorted(worker_pids(master)):
         status = Path(f"/proc/{pid}/status").read_text()
         sizes.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
     return sizes
@@ -306,7 +305,7 @@ def measure_layout(
         while len(pids) < workers:
             pids.add(requests.get(f"{url}/readyz", timeout=5).json()["pid"])
         row["start_to_ready_s"] = round(time.monotonic() - start, 2)
-        row["rss_after_warmup_mb"] = worker_rss_mb(process.pid)
+        row["rss_after_warmup_mb"] = worker_rss_mb(process)
         row["gunicorn_c1"] = sequential_latency(url, jpeg, args.requests)
         served = args.requests
         row["wrk"] = {}
@@ -326,7 +325,7 @@ def measure_layout(
         while served < 1000:
             served += int(wrk(url, jpeg_path, 4, 2)["requests"])
         row["requests_served"] = served
-        row["rss_after_requests_mb"] = worker_rss_mb(process.pid)
+        row["rss_after_requests_mb"] = worker_rss_mb(process)
         if args.with_nginx:
             proxy = stack.enter_context(nginx(url, workdir))
             row["nginx_c1"] = sequential_latency(proxy, jpeg, args.requests)

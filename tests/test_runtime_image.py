@@ -35,7 +35,7 @@ from tests.dockerfile import (
     stages,
 )
 from tests.runtime_venv import as_user, ensure_runtime_venv, pip_steps
-from tests.servers import free_port, running, wait_for, wait_for_every_worker
+from tests.servers import free_port, running, wait_for, wait_for_every_worker, worker_pids
 
 # Creating the venv the first time takes minutes (several GB of local wheels).
 pytestmark = pytest.mark.timeout(1800)
@@ -263,12 +263,8 @@ def test_upload_page_and_its_stylesheet(served):
     assert css.status_code == 200 and css.text == (ROOT / "static" / "style.css").read_text()
 
 
-def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
 def test_workers_run_unprivileged_with_intel_openmp(served, user, venv):
-    workers = _children(served["process"].pid)
+    workers = worker_pids(served["process"])
     assert len(workers) >= 1
     preload = served["env"]["LD_PRELOAD"]
     assert preload == str(venv / "lib" / "libiomp5.so") and Path(preload).is_file()
