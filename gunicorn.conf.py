@@ -9,12 +9,12 @@ Layout: one worker per usable core, and each worker may use every core (MIDAS_TH
 cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads
 sleep instead of spinning, or two workers' spinning threads starve each other on shared cores:
 - TorchScript (the default): Intel OpenMP preloaded with KMP_BLOCKTIME=1
-  (midas_service/openmp.py; serve.sh, the image's ENV and tests/servers.py set it). Without
+  (inference/openmp.py; serve.sh, the image's ENV and tests/servers.py set it). Without
   the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
 While other workers compute, a request runs on its share of the cores instead of every core
-(MIDAS_SHARE_CORES, midas_service/core_share.py; the master gives each worker a slot in
+(MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).
 The measurements behind this are in the README ("Performance"), from scripts/bench.py.
 """
@@ -25,16 +25,17 @@ import os
 import shutil
 import tempfile
 
-from midas_service import core_share, lifecycle, openmp
 from midas_service.config import Settings
-from midas_service.engine import DEFAULT_BACKEND, available_cpus
+from midas_service.inference import core_share, openmp
+from midas_service.inference.engines import DEFAULT_BACKEND, available_cpus
 from midas_service.logs import LOG_FORMAT
+from midas_service.serving import lifecycle
 
 _cpus = available_cpus()
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus)))
-worker_class = "midas_service.worker.MidasWorker"  # gthread; see "Lifecycle" below
+worker_class = "midas_service.serving.worker.MidasWorker"  # gthread; see "Lifecycle" below
 preload_app = False  # the model must load in each worker, after fork, never in the master
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
@@ -97,7 +98,7 @@ def on_starting(server) -> None:
         server.log.warning(
             "Intel OpenMP is not preloaded: TorchScript falls back to OMP_WAIT_POLICY=PASSIVE "
             "(a lone request ~30%% slower). Start with scripts/serve.sh, or run "
-            "'eval \"$(python -m midas_service.openmp)\"' before gunicorn."
+            "'eval \"$(python -m midas_service.inference.openmp)\"' before gunicorn."
         )
 
 
@@ -113,7 +114,7 @@ def child_exit(server, worker) -> None:
     core_share.release_slot(worker.age)
 
 
-# --- Lifecycle: overload, stop, reload, fail-fast start (midas_service/lifecycle.py, worker.py) ---
+# --- Lifecycle: overload, stop, reload, fail-fast start (serving/lifecycle.py, worker.py) ---
 # Each worker computes one request at a time (the compute turn) with MIDAS_THREADS inference
 # threads; its request threads read uploads, answer probes and refuse what cannot start within
 # MIDAS_QUEUE_TIMEOUT_S: one computing, MIDAS_MAX_WAITING waiting, two to spare for the rest.

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from midas_service import encode, visualize
-from midas_service.engine import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
-from midas_service.imaging import ImageError, read_image_file
-from midas_service.pipeline import DepthEstimator, NonFiniteDepth
+from midas_service.images import encode, visualize
+from midas_service.images.decode import ImageError, read_image_file
+from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
+from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
 
 log = logging.getLogger("midas_service.cli")
 

@@ -35,8 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from midas_service.engine import BACKENDS, DEFAULT_BACKEND
-from midas_service.visualize import COLORMAPS, DEFAULT_COLORMAP
+from midas_service.images.visualize import COLORMAPS, DEFAULT_COLORMAP
+from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
 
 
 class ConfigError(ValueError):

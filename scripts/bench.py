@@ -35,12 +35,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from midas_service import encode, visualize  # noqa: E402
+from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.config import Settings  # noqa: E402
-from midas_service.engine import available_cpus, load_engine  # noqa: E402
-from midas_service.imaging import decode_image  # noqa: E402
-from midas_service.pipeline import DepthEstimator, upsample  # noqa: E402
-from midas_service.preprocess import to_network_input  # noqa: E402
+from midas_service.images.decode import decode_image  # noqa: E402
+from midas_service.inference.engines import available_cpus, load_engine  # noqa: E402
+from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
+from midas_service.inference.preprocess import to_network_input  # noqa: E402
 from tests.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
 from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
@@ -121,9 +121,9 @@ def torchscript_variants(runs: int) -> list[dict[str, object]]:
 
     import torch
 
-    from midas_service.export import unpadded_stride2_convs
-    from midas_service.model import build_model
-    from midas_service.weights import random_state_dict
+    from midas_service.export.exporter import unpadded_stride2_convs
+    from midas_service.export.network import build_model
+    from midas_service.export.weights import random_state_dict
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)

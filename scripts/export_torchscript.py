@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from midas_service.export import ExportCheckFailed, export_all
-from midas_service.weights import (
+from midas_service.export.exporter import ExportCheckFailed, export_all
+from midas_service.export.weights import (
     OFFICIAL_URL,
     WeightsError,
     cache_dir,

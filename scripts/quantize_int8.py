@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from midas_service.engine import load_engine, model_file
-from midas_service.imaging import read_image_file
-from midas_service.pipeline import DepthEstimator
-from midas_service.preprocess import to_network_input
+from midas_service.images.decode import read_image_file
+from midas_service.inference.engines import load_engine, model_file
+from midas_service.inference.pipeline import DepthEstimator
+from midas_service.inference.preprocess import to_network_input
 
 log = logging.getLogger("quantize_int8")
 ACCEPTABLE_DEVIATION = 0.01  # of the fp32 map's range

@@ -29,7 +29,7 @@ if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
 fi
 
 export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
-# TorchScript workers: Intel OpenMP preloaded with a 1 ms block time (midas_service/openmp.py).
-eval "$(python -m midas_service.openmp)"
+# TorchScript workers: Intel OpenMP preloaded with a 1 ms block time (midas_service/inference/openmp.py).
+eval "$(python -m midas_service.inference.openmp)"
 log "serving $model on http://$GUNICORN_BIND (Ctrl-C to stop)"
 exec gunicorn -c gunicorn.conf.py app:app

@@ -53,7 +53,7 @@ while true; do
 done
 ready="$(curl -s "$url")"
 log "ready in $(($(date +%s) - start)) s (venv, export and start included)"
-# serve.sh must hand TorchScript workers Intel OpenMP (midas_service/openmp.py).
+# serve.sh must hand TorchScript workers Intel OpenMP (midas_service/inference/openmp.py).
 if ! grep -q '"openmp":"intel (KMP_BLOCKTIME=1)"' <<<"$ready"; then
     log "FAILED: the worker does not run Intel OpenMP with KMP_BLOCKTIME=1: $ready"
     exit 1

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from midas_service.engine import BACKENDS
+from midas_service.inference.engines import BACKENDS
 from tests.support import export_model, photo_640x480_jpeg
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -19,7 +19,7 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random weights of exactly the official layout, as a plain state-dict file."""
     import torch
 
-    from midas_service.weights import random_state_dict
+    from midas_service.export.weights import random_state_dict
 
     path = tmp_path_factory.mktemp("weights") / "midas_v21_small_256.pt"
     torch.save(random_state_dict(seed=1), path)

@@ -18,7 +18,7 @@ from string import Template
 
 import requests
 
-from midas_service import openmp
+from midas_service.inference import openmp
 from tests.support import ROOT
 
 NGINX_TEMPLATE = ROOT / "nginx" / "midas.conf.template"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from midas_service.admission import ComputeTurns, Overloaded
+from midas_service.serving.admission import ComputeTurns, Overloaded
 
 
 def wait_until(condition, timeout: float = 10) -> None:

@@ -165,7 +165,7 @@ def assert_matches_server_heatmap(shown: np.ndarray, site: Site, photo: Path, co
 
 
 def _cv_code(colormap: str) -> int:
-    from midas_service.visualize import COLORMAPS
+    from midas_service.images.visualize import COLORMAPS
 
     return COLORMAPS[colormap]
 

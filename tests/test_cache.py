@@ -13,7 +13,9 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from midas_service.cache import (
+from midas_service.config import Settings
+from midas_service.web import create_app
+from midas_service.web.cache import (
     CacheUnavailable,
     Entry,
     MemoryStore,
@@ -21,8 +23,6 @@ from midas_service.cache import (
     model_identity,
     result_key,
 )
-from midas_service.config import Settings
-from midas_service.web import create_app
 from tests.servers import gunicorn, redis_server
 
 OPTIONS = {"output": "heatmap", "format": "jpeg", "colormap": "inferno"}
@@ -102,7 +102,7 @@ def test_redis_store_round_trip_with_prefix_and_ttl(tmp_path):
 
 
 def test_redis_going_down_is_logged_once_and_recovers_on_the_same_port(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="midas_service.cache")
+    caplog.set_level(logging.INFO, logger="midas_service.web.cache")
     with redis_server(tmp_path) as url:
         store = RedisStore(url, timeout_s=0.2, retry_s=0.2)
         store.put("k", Entry(b"v", "image/png"))
@@ -187,7 +187,7 @@ def test_errors_are_not_cached(cached_client, jpeg_640x480):
 def test_the_service_serves_uncached_while_redis_is_down_and_uses_it_again(
     model_path, tmp_path, jpeg_640x480, caplog
 ):
-    caplog.set_level(logging.INFO, logger="midas_service.cache")
+    caplog.set_level(logging.INFO, logger="midas_service.web.cache")
     with redis_server(tmp_path) as url:
         client = make_app(model_path, redis_url=url, redis_timeout_s=0.2).test_client()
         client.application.extensions["midas_cache"].retry_s = 0.2

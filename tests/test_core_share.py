@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midas_service import core_share
 from midas_service.config import Settings
-from midas_service.engine import BACKENDS
-from midas_service.runtime import load_worker_engine
+from midas_service.inference import core_share
+from midas_service.inference.engines import BACKENDS
+from midas_service.inference.runtime import load_worker_engine
 from tests.conftest import range_error
 
 FORK = multiprocessing.get_context("fork")

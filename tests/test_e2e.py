@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from midas_service.engine import BACKENDS
+from midas_service.inference.engines import BACKENDS
 from tests.servers import gunicorn, nginx, wait_for
 from tests.support import metric, post_jpeg
 

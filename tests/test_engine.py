@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from midas_service import engine as engine_module
-from midas_service.engine import available_cpus, load_engine
-from midas_service.imaging import decode_image
-from midas_service.pipeline import DepthEstimator
+from midas_service.images.decode import decode_image
+from midas_service.inference import engines as engine_module
+from midas_service.inference.engines import available_cpus, load_engine
+from midas_service.inference.pipeline import DepthEstimator
 
 LIMITS = {"max_bytes": 50 << 20, "max_pixels": 40_000_000}
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from midas_service.engine import BACKENDS, load_engine
-from midas_service.export import (
+from midas_service.export.exporter import (
     CHECK_TOLERANCE,
     ExportCheckFailed,
     check_export,
     unpadded_stride2_convs,
 )
-from midas_service.model import build_model
-from midas_service.weights import random_state_dict, read_state_dict, sha256_of
+from midas_service.export.network import build_model
+from midas_service.export.weights import random_state_dict, read_state_dict, sha256_of
+from midas_service.inference.engines import BACKENDS, load_engine
 from tests.conftest import range_error
 
 
@@ -79,8 +79,8 @@ def test_self_check_fails_loudly_for_a_different_model(model_path):
 
 
 def test_backends_agree_on_a_real_photo(model_path, photo_dir):
-    from midas_service.imaging import read_image_file
-    from midas_service.pipeline import DepthEstimator
+    from midas_service.images.decode import read_image_file
+    from midas_service.inference.pipeline import DepthEstimator
 
     rgb = read_image_file(photo_dir / "coffee.png")
     depths = [DepthEstimator(load_engine(model_path, b)).predict(rgb) for b in BACKENDS]
@@ -90,7 +90,7 @@ def test_backends_agree_on_a_real_photo(model_path, photo_dir):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_file_without_export_metadata_is_refused_unless_allowed(bare_model_path, backend):
-    from midas_service.engine import MissingMetadata
+    from midas_service.inference.engines import MissingMetadata
 
     with pytest.raises(MissingMetadata, match=r"no export metadata.*MIDAS_ALLOW_NO_METADATA=1"):
         load_engine(bare_model_path, backend)

@@ -1,7 +1,7 @@
 import torch
 
-from midas_service.model import build_model
-from midas_service.weights import official_layout, random_state_dict
+from midas_service.export.network import build_model
+from midas_service.export.weights import official_layout, random_state_dict
 
 
 def test_state_dict_matches_the_official_key_file_entry_by_entry():
@@ -25,7 +25,7 @@ def test_random_weights_load_strictly_and_give_a_non_degenerate_map():
 
 
 def test_residual_unit_adds_its_unmodified_input():
-    from midas_service.model import ResidualConvUnit
+    from midas_service.export.network import ResidualConvUnit
 
     unit = ResidualConvUnit(4)
     torch.nn.init.zeros_(unit.conv2.weight)

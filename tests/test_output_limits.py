@@ -17,8 +17,8 @@ import pytest
 import requests
 from PIL import Image
 
-from midas_service.encode import from_pfm
-from midas_service.output_limits import output_refusal
+from midas_service.images.encode import from_pfm
+from midas_service.images.output_limits import output_refusal
 from tests.servers import gunicorn
 
 

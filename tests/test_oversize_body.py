@@ -1,7 +1,7 @@
 """Oversize uploads from clients that send the whole body before reading get the 413 JSON.
 
 Such clients (Python urllib, many SDKs) send no ``Expect: 100-continue``; without the drain
-(midas_service/web/drain.py) Gunicorn closed the socket on their unread bytes and they saw a
+(midas_service/web/unread_body.py) Gunicorn closed the socket on their unread bytes and they saw a
 connection reset. Raw sockets here send every byte first, then read the answer.
 """
 
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from midas_service.web.drain import DrainUnreadBody
+from midas_service.web.unread_body import DiscardUnreadBody
 from tests.servers import gunicorn
 
 MB = 1024 * 1024
@@ -141,7 +141,7 @@ def run_middleware(body: bytes, bound: int, app_reads: int, **environ: str) -> i
         start_response("413 Content Too Large", [])
         return [b""]
 
-    DrainUnreadBody(app, bound)({"wsgi.input": stream, **environ}, lambda *args: None)
+    DiscardUnreadBody(app, bound)({"wsgi.input": stream, **environ}, lambda *args: None)
     return stream.tell()
 
 

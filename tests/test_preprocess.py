@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from midas_service.pipeline import upsample
-from midas_service.preprocess import IMAGENET_MEAN, IMAGENET_STD, network_size, to_network_input
+from midas_service.inference.pipeline import upsample
+from midas_service.inference.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    network_size,
+    to_network_input,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from midas_service.engine import load_engine
+from midas_service.inference.engines import load_engine
 from tests.support import ROOT
 
 

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from midas_service.engine import BACKENDS, load_engine
+from midas_service.inference.engines import BACKENDS, load_engine
 from tests.support import ROOT
 
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from midas_service.model import build_model
-from midas_service.weights import read_state_dict
+from midas_service.export.network import build_model
+from midas_service.export.weights import read_state_dict
 from tests.conftest import PHOTO_NAMES, range_error
 from tests.support import ROOT
 

@@ -242,10 +242,10 @@ def test_readyz_and_predict_from_the_runtime_stage(served, jpeg_640x480):
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/png"
     served_picture = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
     # The same photo through the same model file in this process (the full dev venv).
-    from midas_service.engine import load_engine
-    from midas_service.imaging import decode_image
-    from midas_service.pipeline import DepthEstimator
-    from midas_service.visualize import heatmap
+    from midas_service.images.decode import decode_image
+    from midas_service.images.visualize import heatmap
+    from midas_service.inference.engines import load_engine
+    from midas_service.inference.pipeline import DepthEstimator
 
     engine = load_engine(Path(env["MIDAS_MODEL_PATH"]), env["MIDAS_BACKEND"], threads=2)
     rgb = decode_image(jpeg_640x480, 1 << 24, 1 << 24)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from midas_service.encode import encode_depth, encode_picture, from_pfm
-from midas_service.visualize import COLORMAPS, heatmap, normalize, side_by_side
+from midas_service.images.encode import encode_depth, encode_picture, from_pfm
+from midas_service.images.visualize import COLORMAPS, heatmap, normalize, side_by_side
 
 RAMP = np.tile(np.linspace(0.0, 5.0, 64, dtype=np.float32), (16, 1))  # far left, near right
 

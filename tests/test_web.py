@@ -55,7 +55,7 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
 
 
 def test_json_output_is_refused_for_huge_maps(client):
-    from midas_service.output_limits import JSON_MAX_PIXELS
+    from midas_service.images.output_limits import JSON_MAX_PIXELS
 
     _, big = cv2.imencode(".png", np.zeros((1000, JSON_MAX_PIXELS // 1000 + 1), np.uint8))
     response = client.post(
@@ -226,7 +226,7 @@ def test_untrained_model_is_refused_unless_allowed(random_model_path):
 
 
 def test_readyz_reports_model_metadata(client, weights_file):
-    from midas_service.weights import sha256_of
+    from midas_service.export.weights import sha256_of
 
     info = client.get("/readyz").get_json()
     assert info["ready"] is True and info["threads"] >= 1
@@ -287,7 +287,7 @@ def test_upload_page_works_without_javascript(client, jpeg_640x480):
 
 
 def test_colour_tables_for_the_page_are_opencvs(client):
-    from midas_service.visualize import COLORMAPS
+    from midas_service.images.visualize import COLORMAPS
 
     response = client.get("/colormaps.json")
     assert response.status_code == 200 and "max-age" in response.headers["Cache-Control"]
@@ -411,7 +411,7 @@ def test_near_is_bright_for_a_depth_map_we_choose(loaded_app, jpeg_640x480, monk
 
 
 def test_every_depth_format_holds_the_npy_numbers(client, jpeg_640x480):
-    from midas_service.encode import from_pfm
+    from midas_service.images.encode import from_pfm
 
     depth = depth_of(client, jpeg_640x480)
     assert depth.shape == (480, 640) and depth.max() > depth.min()
@@ -528,7 +528,7 @@ def test_openapi_lists_every_error_code_under_its_status(client):
 
 
 def test_every_code_the_source_sends_is_in_the_table():
-    from midas_service import imaging
+    from midas_service.images import decode
     from midas_service.web.errors import ERROR_CODES, HTTP_ERRORS, IMAGE_ERRORS
     from tests.support import ROOT
 
@@ -541,5 +541,5 @@ def test_every_code_the_source_sends_is_in_the_table():
         sent |= set(re.findall(r'"code":"(\w+)"', template.read_text()))
     assert {"bad_parameter", "not_ready", "internal_error", "unavailable"} <= sent
     assert sent <= set(ERROR_CODES)
-    subclasses = set(imaging.ImageError.__subclasses__())
+    subclasses = set(decode.ImageError.__subclasses__())
     assert subclasses == set(IMAGE_ERRORS)  # no image error falls through to a generic code

@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from midas_service.weights import (
+from midas_service.export.weights import (
     CHECKPOINT_NAME,
     WeightsError,
     load_checkpoint,
@@ -140,7 +140,7 @@ def test_an_unwritable_cache_is_reported_as_such_not_as_a_download_failure(serve
 
 
 def test_a_full_disk_is_reported_as_such(server, tmp_path, monkeypatch):
-    import midas_service.weights as weights
+    import midas_service.export.weights as weights
 
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

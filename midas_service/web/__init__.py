@@ -11,17 +11,17 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
-from midas_service import lifecycle
-from midas_service.cache import open_store
 from midas_service.config import Settings
+from midas_service.inference.runtime import ModelRuntime
 from midas_service.logs import configure_logging
-from midas_service.runtime import ModelRuntime
+from midas_service.serving import lifecycle
 from midas_service.web import metrics, overload
 from midas_service.web.api import api
-from midas_service.web.drain import DrainUnreadBody
+from midas_service.web.cache import open_store
 from midas_service.web.errors import register_error_handlers
 from midas_service.web.page import page
 from midas_service.web.security import install_security
+from midas_service.web.unread_body import DiscardUnreadBody
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     _install_request_hooks(app)
     install_security(app, settings)  # after the request ids: its 401s carry one
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
-    app.wsgi_app = DrainUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
+    app.wsgi_app = DiscardUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
     overload.install(app, settings)
     if load_model:
         runtime.start()

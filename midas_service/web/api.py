@@ -8,13 +8,14 @@ from dataclasses import asdict
 import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from midas_service import encode, lifecycle, visualize
-from midas_service.cache import CacheUnavailable, Entry, model_identity, result_key
-from midas_service.imaging import decode_pixels, read_header
-from midas_service.output_limits import output_refusal
-from midas_service.pipeline import StageTimes
-from midas_service.runtime import ModelRuntime
+from midas_service.images import encode, visualize
+from midas_service.images.decode import decode_pixels, read_header
+from midas_service.images.output_limits import output_refusal
+from midas_service.inference.pipeline import StageTimes
+from midas_service.inference.runtime import ModelRuntime
+from midas_service.serving import lifecycle
 from midas_service.web import metrics, overload
+from midas_service.web.cache import CacheUnavailable, Entry, model_identity, result_key
 from midas_service.web.errors import OutputTooLarge
 from midas_service.web.openapi import openapi_document
 from midas_service.web.upload import Options, read_image_bytes, read_options

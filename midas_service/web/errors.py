@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from midas_service import imaging
-from midas_service.admission import ClientGone, Overloaded
-from midas_service.pipeline import NonFiniteDepth
-from midas_service.runtime import ModelNotReady
+from midas_service.images import decode
+from midas_service.inference.pipeline import NonFiniteDepth
+from midas_service.inference.runtime import ModelNotReady
+from midas_service.serving.admission import ClientGone, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,18 @@ class UnsupportedMediaType(ApiError):
 
 
 # Domain errors from the imaging layer, mapped to HTTP here and nowhere else.
-IMAGE_ERRORS: dict[type[imaging.ImageError], str] = {
-    imaging.EmptyImage: "empty_image",
-    imaging.UndecodableImage: "undecodable_image",
-    imaging.UnsupportedImage: "unsupported_media_type",
-    imaging.ImageTooLarge: "too_large",
+IMAGE_ERRORS: dict[type[decode.ImageError], str] = {
+    decode.EmptyImage: "empty_image",
+    decode.UndecodableImage: "undecodable_image",
+    decode.UnsupportedImage: "unsupported_media_type",
+    decode.ImageTooLarge: "too_large",
 }
 # Werkzeug's own HTTP errors; any other 4xx it raises is a malformed request.
 HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 INTERNAL_MESSAGE = "internal error; see the server log"
 
 
-def error_parts(exc: ApiError | imaging.ImageError) -> tuple[int, str, str]:
+def error_parts(exc: ApiError | decode.ImageError) -> tuple[int, str, str]:
     """(status, code, message) of a refusal, for the JSON handlers and the upload page alike."""
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message
@@ -129,8 +129,8 @@ def error_response(code: str, message: str, status: int | None = None) -> Respon
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    @app.errorhandler(imaging.ImageError)
-    def refused(exc: ApiError | imaging.ImageError) -> Response:
+    @app.errorhandler(decode.ImageError)
+    def refused(exc: ApiError | decode.ImageError) -> Response:
         status, code, message = error_parts(exc)
         return error_response(code, message, status)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from midas_service.config import Settings
-from midas_service.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
-from midas_service.visualize import COLORMAPS
+from midas_service.images.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import ERROR_CODES
 from midas_service.web.upload import OUTPUTS
 

@@ -11,9 +11,9 @@ import socket
 
 from flask import Flask, current_app, g, request
 
-from midas_service import core_share
-from midas_service.admission import ClientGone, ComputeTurns, queued_seconds
 from midas_service.config import Settings
+from midas_service.inference import core_share
+from midas_service.serving.admission import ClientGone, ComputeTurns, queued_seconds
 
 EXTENSION = "midas_turns"
 

@@ -13,10 +13,10 @@ from functools import cache
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from midas_service.admission import Overloaded
-from midas_service.imaging import ImageError
-from midas_service.runtime import ModelNotReady
-from midas_service.visualize import COLORMAPS, heatmap
+from midas_service.images.decode import ImageError
+from midas_service.images.visualize import COLORMAPS, heatmap
+from midas_service.inference.runtime import ModelNotReady
+from midas_service.serving.admission import Overloaded
 from midas_service.web.api import run_prediction
 from midas_service.web.errors import ApiError, error_parts
 from midas_service.web.upload import Options, read_colormap, read_image_bytes

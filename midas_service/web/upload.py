@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from flask import Request
 
-from midas_service.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
-from midas_service.visualize import COLORMAPS
+from midas_service.images.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import BadParameter, MissingImage, UnsupportedMediaType
 
 OUTPUTS = ("heatmap", "depth", "side")

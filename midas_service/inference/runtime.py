@@ -14,22 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from midas_service import core_share, openmp
 from midas_service.config import Settings
-from midas_service.engine import Engine, available_cpus, load_engine
-from midas_service.pipeline import DepthEstimator
+from midas_service.inference import core_share, openmp
+from midas_service.inference.engines import (
+    REGISTRY,
+    Engine,
+    available_cpus,
+    load_engine,
+    refuse_untrained,
+)
+from midas_service.inference.pipeline import DepthEstimator
 
 log = logging.getLogger(__name__)
-UNTRAINED_MESSAGE = (
-    "the model file was exported with random weights; set "
-    "MIDAS_RANDOM_WEIGHTS=1 to serve it anyway (meaningless depth)"
-)
 
 
 @functools.cache
 def runtime_versions() -> dict[str, str]:
     """Versions of what this worker runs with (the export-time torch is in the metadata)."""
-    names = ("onnxruntime", "torch", "opencv-python-headless", "numpy", "flask", "gunicorn")
+    backends = tuple(name for backend in REGISTRY.values() for name in backend.packages)
+    names = (*backends, "opencv-python-headless", "numpy", "flask", "gunicorn")
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -43,15 +46,11 @@ class ModelNotReady(Exception):
     """The model is still loading, or failed to load."""
 
 
-class UntrainedModelRefused(RuntimeError):
-    pass
-
-
 class WorkerEngine:
     """The worker's inference: one engine per thread count, all run on one dedicated thread.
 
     Each inference takes the largest thread count that fits the cores other workers leave free
-    at that moment (``midas_service.core_share``). Requests are handled on several threads
+    at that moment (``midas_service.inference.core_share``). Requests are handled on several threads
     (gthread), and OpenMP (TorchScript) keeps one thread team per calling thread: called from
     each request thread in turn, a worker would grow one team per thread. One caller keeps it
     at MIDAS_THREADS inference threads, and the warm-up warms the very thread that serves.
@@ -148,8 +147,7 @@ class ModelRuntime:
             try:
                 settings = self.settings
                 engine = load_worker_engine(settings)
-                if engine.metadata.get("untrained") and not settings.allow_untrained:
-                    raise UntrainedModelRefused(UNTRAINED_MESSAGE)
+                refuse_untrained(settings.model_path, engine.metadata, settings.allow_untrained)
                 warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
                 for threads in engine.counts:  # each count compiles its own oneDNN kernels
                     warming = DepthEstimator(engine.pinned(threads))

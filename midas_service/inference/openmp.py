@@ -9,7 +9,7 @@ must be in the environment of the process that starts Gunicorn (``scripts/serve.
 image's ``ENV``, ``tests/servers.py``); this module computes that environment and reports which
 runtime a worker really got.
 
-    eval "$(python -m midas_service.openmp)"   # prints export lines for a shell
+    eval "$(python -m midas_service.inference.openmp)"   # prints export lines for a shell
 """
 
 from __future__ import annotations

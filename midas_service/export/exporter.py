@@ -1,6 +1,6 @@
 """Export the eager network to TorchScript and ONNX, with metadata, then prove the files match it.
 
-Export-side only (needs timm through :mod:`midas_service.model`).
+Export-side only (needs timm through :mod:`midas_service.export.network`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from midas_service.engine import METADATA_FILE, load_engine
-from midas_service.model import MidasSmall, build_model
-from midas_service.preprocess import INPUT_RULE
-from midas_service.weights import Checkpoint
+from midas_service.export.network import MidasSmall, build_model
+from midas_service.export.weights import Checkpoint
+from midas_service.inference.engines import METADATA_FILE, load_engine
+from midas_service.inference.preprocess import INPUT_RULE
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ its value:
 | depth          | json            | W x H            | W x H <= 2,000,000 (cost, see below) |
 | depth          | npy, pfm        | W x H            | none beyond the input limits         |
 
-The input limits (``imaging.MAX_SIDE`` and ``MIDAS_MAX_PIXELS``) apply first, so heatmap png,
+The input limits (``decode.MAX_SIDE`` and ``MIDAS_MAX_PIXELS``) apply first, so heatmap png,
 png16, npy and pfm always fit.
 """
 

@@ -204,7 +204,7 @@ def random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     Conv weights keep PyTorch's default init; BN affine parameters and running statistics are
     drawn around identity so activations neither vanish nor explode through 30 blocks.
     """
-    from midas_service.model import build_model
+    from midas_service.export.network import build_model
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

@@ -8,7 +8,7 @@ import json
 import cv2
 import numpy as np
 
-from midas_service.visualize import normalize
+from midas_service.images.visualize import normalize
 
 JPEG_QUALITY = 90
 IMAGE_MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}

@@ -64,7 +64,7 @@ def is_chunked(environ: dict[str, Any]) -> bool:
     return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
-class DrainUnreadBody:
+class DiscardUnreadBody:
     """WSGI middleware: after the app answers, discard the unread body up to ``bound`` bytes."""
 
     def __init__(self, app: WSGIApp, bound: int) -> None:

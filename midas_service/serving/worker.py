@@ -2,14 +2,14 @@
 
 gthread rather than sync: its main thread accepts connections as they come and hands them to
 a few request threads, so waiting happens inside the process where it can be measured and
-bounded (``midas_service.admission``), and probes are answered while a request computes.
+bounded (``midas_service.serving.admission``), and probes are answered while a request computes.
 Only one request per worker computes at a time (the compute turn), and inference itself runs
-on one dedicated thread (``midas_service.runtime``), so MIDAS_THREADS still means what it says.
+on one dedicated thread (``inference.runtime``), so MIDAS_THREADS still means what it says.
 
 Additions to Gunicorn's ThreadWorker:
 - the time each request spent in the thread-pool queue is handed to the admission check;
 - a model that fails to load halts the master with Gunicorn's boot-error code 3, instead of
-  keeping workers that answer 503 for ever (``midas_service.lifecycle``);
+  keeping workers that answer 503 for ever (``midas_service.serving.lifecycle``);
 - on stop, connections already in the listen queue are accepted and served before the
   listening socket is closed (Gunicorn's worker leaves them to be reset).
 """
@@ -21,7 +21,7 @@ import time
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from midas_service import admission, lifecycle
+from midas_service.serving import admission, lifecycle
 
 
 class MidasWorker(ThreadWorker):

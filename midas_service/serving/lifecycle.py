@@ -12,7 +12,7 @@ Used by gunicorn.conf.py's ``when_ready`` hook in the master (no torch there) an
 - **Stop (SIGTERM).** /readyz answers 503 at once, the workers keep serving for MIDAS_DRAIN_S so
   load balancers that poll readiness move away, then Gunicorn's graceful stop runs. Each
   worker then serves every connection that already reached the listen queue before it closes
-  the socket, so later connects are refused, never reset (``midas_service.worker``).
+  the socket, so later connects are refused, never reset (``midas_service.serving.worker``).
 - **Reload (SIGHUP).** Gunicorn keeps the listening socket and starts new workers before it
   stops the old ones; the master first checks the new model file and refuses a bad one
   (the current workers keep serving).
@@ -20,21 +20,22 @@ Used by gunicorn.conf.py's ``when_ready`` hook in the master (no torch there) an
 
 from __future__ import annotations
 
-import json
 import logging
 import mmap
 import os
 import signal
 import sys
 import threading
-import zipfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from midas_service.config import Settings
-from midas_service.engine import METADATA_FILE, model_file
-from midas_service.runtime import UNTRAINED_MESSAGE
+from midas_service.inference.engines import (
+    REGISTRY,
+    ModelFileError,
+    model_file,
+    refuse_untrained,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,6 @@ log = logging.getLogger(__name__)
 _SHARED = mmap.mmap(-1, 2)
 DRAINING, BOOT_FAILED = 0, 1
 _model_failure_handlers: list[Callable[[str], None]] = []
-ONNX_MIN_BYTES = 1024
-
-
-class ModelFileError(Exception):
-    """The model file cannot be served; the message says why and what to do."""
 
 
 def draining() -> bool:
@@ -83,38 +79,8 @@ def check_model_file(settings: Settings) -> None:
         raise ModelFileError(
             f"model file {path} not found; create it with scripts/export_torchscript.py"
         )
-    if settings.backend == "torchscript":
-        metadata = torchscript_metadata(path)
-        if metadata.get("untrained") and not settings.allow_untrained:
-            raise ModelFileError(f"{path}: {UNTRAINED_MESSAGE}")
-    else:
-        head = path.read_bytes()[:1] if path.stat().st_size >= ONNX_MIN_BYTES else b""
-        if head != b"\x08":  # an ONNX ModelProto starts with field 1, ir_version (a varint)
-            raise ModelFileError(f"{path} is not an ONNX model (too short or wrong header)")
-
-
-def torchscript_metadata(path: Path) -> dict[str, Any]:
-    """The export metadata of a TorchScript file: a zip whose ``extra/`` entry holds it."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()  # reads every entry: catches truncation and bit rot
-            if broken is not None:
-                raise ModelFileError(f"{path} is corrupt: entry {broken} fails its checksum")
-            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
-            if not names:
-                raise ModelFileError(
-                    f"{path} has no {METADATA_FILE}; export it with scripts/export_torchscript.py"
-                )
-            metadata = json.loads(archive.read(names[0]))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(
-            f"{path} is not a TorchScript archive (truncated or corrupt?): {exc}"
-        ) from exc
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: unreadable {METADATA_FILE}: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"{path}: {METADATA_FILE} is not a JSON object")
-    return metadata
+    metadata = REGISTRY[settings.backend].read_metadata(path)
+    refuse_untrained(path, metadata, settings.allow_untrained)
 
 
 def take_over(server: Any, settings: Settings) -> None:

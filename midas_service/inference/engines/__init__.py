@@ -5,25 +5,76 @@ Serving code only needs the backend it runs: onnxruntime, or torch for TorchScri
 
 from __future__ import annotations
 
-import json
+import importlib
 import logging
 import math
 import os
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "midas.json"
-BACKENDS = ("torchscript", "onnxruntime")
-DEFAULT_BACKEND = "torchscript"  # the design's runtime; OpenMP waiting: midas_service/openmp.py
-SUFFIXES = {"torchscript": ".pt", "onnxruntime": ".onnx"}
-STATIC_SPECIALISATIONS = 20
+DEFAULT_BACKEND = "torchscript"  # the design's runtime; OpenMP waiting: inference/openmp.py
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One inference backend: its model file suffix and where its engine class lives.
+
+    The class is imported only when an engine is loaded, so the Gunicorn master and the
+    configuration never import torch, onnxruntime or openvino.
+    """
+
+    name: str
+    suffix: str
+    module: str  # the submodule of this package with ``ENGINE`` and ``read_metadata``
+    packages: tuple[str, ...]  # the distributions whose versions /readyz reports
+
+    def _module(self) -> Any:
+        return importlib.import_module(f"{__name__}.{self.module}")
+
+    def engine_class(self) -> Callable[[Path, int, bool], Engine]:
+        return self._module().ENGINE
+
+    def read_metadata(self, path: Path) -> dict[str, Any]:
+        """The export metadata, read without loading the runtime (``ModelFileError`` if bad)."""
+        return self._module().read_metadata(path)
+
+
+REGISTRY: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("torchscript", ".pt", "torchscript", ("torch",)),
+        Backend("onnxruntime", ".onnx", "onnxruntime", ("onnxruntime",)),
+    )
+}
+BACKENDS = tuple(REGISTRY)
 # Written by the export into every model file; without them nothing says the weights are trained.
 REQUIRED_METADATA = ("untrained", "weights_sha256")
+UNTRAINED_MESSAGE = (
+    "the model file was exported with random weights; set "
+    "MIDAS_RANDOM_WEIGHTS=1 to use it anyway (meaningless depth)"
+)
+
+
+class ModelFileError(Exception):
+    """The model file cannot be served; the message says why and what to do."""
+
+
+class UntrainedModelRefused(ModelFileError):
+    """The model has random weights and MIDAS_RANDOM_WEIGHTS=1 was not given."""
+
+
+def refuse_untrained(path: Path, metadata: dict[str, Any], allow_untrained: bool) -> None:
+    """The one untrained-model policy: the master, the workers and the CLIs all call this."""
+    if metadata.get("untrained") and not allow_untrained:
+        raise UntrainedModelRefused(f"{path}: {UNTRAINED_MESSAGE}")
 
 
 class Engine(Protocol):
@@ -59,7 +110,7 @@ def _cgroup_cpu_quota() -> float | None:
 
 def model_file(path: Path, backend: str) -> Path:
     """The export writes ``model.pt`` and ``model.onnx`` side by side; pick the backend's one."""
-    return Path(path).with_suffix(SUFFIXES[backend])
+    return Path(path).with_suffix(REGISTRY[backend].suffix)
 
 
 class MissingMetadata(ValueError):
@@ -74,61 +125,6 @@ def check_metadata(path: Path, metadata: dict[str, object]) -> None:
             "whether its weights are trained; export it with scripts/export_torchscript.py, or "
             "set MIDAS_ALLOW_NO_METADATA=1 to use it anyway"
         )
-
-
-class TorchScriptEngine:
-    backend = "torchscript"
-
-    def __init__(self, path: Path, threads: int, spinning: bool = False) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
-        # oneDNN Graph fusion of the frozen channels-last graph: measured 1.3-1.6x faster than
-        # plain or optimize_for_inference (README "Performance"). The profiling executor
-        # specialises per input shape; the resize rule allows 15 shapes, so allow 20 static
-        # specialisations instead of the default 2, past which it silently falls back.
-        torch.jit.enable_onednn_fusion(True)
-        torch.jit.set_fusion_strategy([("STATIC", STATIC_SPECIALISATIONS)])
-        extra = {METADATA_FILE: ""}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
-            self._module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        self._torch = torch
-        self.threads = threads
-        self.metadata = json.loads(extra[METADATA_FILE] or "{}")
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        # The oneDNN partitions keep the thread count of their first run (their compilation);
-        # other engines of this process may run at other counts (core_share.py).
-        if self._torch.get_num_threads() != self.threads:
-            self._torch.set_num_threads(self.threads)
-        with self._torch.inference_mode():
-            return self._module(self._torch.from_numpy(batch)).numpy()
-
-
-class OnnxRuntimeEngine:
-    backend = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int, spinning: bool = False) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Without spinning, idle pool threads sleep, so workers sharing cores do not steal each
-        # other's CPU: 2 workers x 2 threads measured 45 req/s at c=4 without, 28 with.
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if spinning else "0"
-        )
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-        props = self._session.get_modelmeta().custom_metadata_map
-        self.threads = threads
-        self.metadata = {key: json.loads(value) for key, value in props.items()}
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: batch})[0]
 
 
 def load_engine(
@@ -152,8 +148,7 @@ def load_engine(
             f"model file {path} not found; create it with scripts/export_torchscript.py"
         )
     threads = threads or available_cpus()
-    engine_class = TorchScriptEngine if backend == "torchscript" else OnnxRuntimeEngine
-    engine = engine_class(path, threads, spinning)
+    engine = REGISTRY[backend].engine_class()(path, threads, spinning)
     if allow_no_metadata and not all(key in engine.metadata for key in REQUIRED_METADATA):
         log.warning("%s has no export metadata; using it because it is explicitly allowed", path)
     else:

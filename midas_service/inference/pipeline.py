@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from midas_service.engine import Engine
-from midas_service.preprocess import to_network_input
+from midas_service.inference.engines import Engine
+from midas_service.inference.preprocess import to_network_input
 
 
 def upsample(prediction: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Bytes in and out: decode and check uploads, output limits, colormaps, encoders."""

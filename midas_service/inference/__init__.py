@@ -1,0 +1,1 @@
+"""Image to depth: preprocessing, the engines, the per-worker runtime, core sharing."""

@@ -1,0 +1,1 @@
+"""Gunicorn's side: the worker class, the master's lifecycle hooks, admission."""
