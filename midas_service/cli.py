@@ -13,22 +13,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from midas_service.images import encode, visualize
+from midas_service.answer import render
+from midas_service.images import visualize
 from midas_service.images.decode import ImageError, read_image_file
+from midas_service.images.outputs import SAVES, RenderOptions
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
 
 log = logging.getLogger("midas_service.cli")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-OUTPUT_KINDS = ("heatmap", "png16", "npy", "pfm", "side")
-OUTPUT_SUFFIX = {
-    "heatmap": "-depth.png",
-    "png16": ".png",
-    "npy": ".npy",
-    "pfm": ".pfm",
-    "side": "-side.png",
-}
 
 
 def find_images(inputs: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
@@ -59,7 +53,7 @@ def plan_outputs(
     writer: dict[Path, Path] = {}
     clashes = []
     for image, name in images:
-        targets = [output_dir / name.parent / f"{name.name}{OUTPUT_SUFFIX[k]}" for k in kinds]
+        targets = [output_dir / name.parent / f"{name.name}{SAVES[k].ending}" for k in kinds]
         for target in targets:
             if target in writer:
                 clashes.append(f"{target} (from {writer[target]} and {image})")
@@ -79,24 +73,19 @@ def plan_outputs(
 def outputs_for(
     rgb: np.ndarray, depth: np.ndarray, kinds: list[str], colormap: str
 ) -> dict[str, bytes]:
-    heat = visualize.heatmap(depth, colormap) if {"heatmap", "side"} & set(kinds) else None
-    files: dict[str, bytes] = {}
-    for kind in kinds:
-        if kind == "heatmap":
-            files[kind] = encode.encode_picture(heat, "png")
-        elif kind == "side":
-            files[kind] = encode.encode_picture(visualize.side_by_side(rgb, heat), "png")
-        else:
-            files[kind] = encode.encode_depth(depth, kind)
-    return files
+    """The bytes of each ``--save`` kind, rendered as /predict renders that output and format."""
+    return {
+        kind: render(rgb, depth, RenderOptions(SAVES[kind].kind, SAVES[kind].format, colormap)).body
+        for kind in kinds
+    }
 
 
 def parse_save(value: str) -> list[str]:
     kinds = list(dict.fromkeys(kind.strip() for kind in value.split(",") if kind.strip()))
-    unknown = [kind for kind in kinds if kind not in OUTPUT_KINDS]
+    unknown = [kind for kind in kinds if kind not in SAVES]
     if unknown or not kinds:
         given = ", ".join(unknown) or "(none)"
-        choices = ", ".join(OUTPUT_KINDS)
+        choices = ", ".join(SAVES)
         raise argparse.ArgumentTypeError(f"unknown output {given}; choose from {choices}")
     return kinds
 
@@ -135,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--save",
         type=parse_save,
         default=["heatmap"],
-        help=f"comma-separated outputs from {','.join(OUTPUT_KINDS)} (default: heatmap)",
+        help=f"comma-separated outputs from {','.join(SAVES)} (default: heatmap)",
     )
     predict.add_argument(
         "--colormap",

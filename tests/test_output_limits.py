@@ -90,7 +90,7 @@ def test_one_pixel_over_is_refused_naming_the_limit_and_what_fits(
 
 # ---- in-process: real images at and just over each limit ---------------------------------------
 
-api = importlib.import_module("midas_service.web.api")  # the module, not its blueprint `api`
+answers = importlib.import_module("midas_service.answer")  # where /predict decodes
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def spied(loaded_app, monkeypatch):
     """The test client, plus how many decodes and inferences each request cost."""
     calls = {"decode": 0, "infer": 0}
     estimator = loaded_app.extensions["midas_runtime"].estimator
-    real_decode, real_predict = api.decode_pixels, estimator.predict
+    real_decode, real_predict = answers.decode_pixels, estimator.predict
 
     def decode(*args, **kwargs):
         calls["decode"] += 1
@@ -108,7 +108,7 @@ def spied(loaded_app, monkeypatch):
         calls["infer"] += 1
         return real_predict(*args, **kwargs)
 
-    monkeypatch.setattr(api, "decode_pixels", decode)
+    monkeypatch.setattr(answers, "decode_pixels", decode)
     monkeypatch.setattr(estimator, "predict", predict)
     return loaded_app.test_client(), calls
 

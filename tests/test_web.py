@@ -55,7 +55,7 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
 
 
 def test_json_output_is_refused_for_huge_maps(client):
-    from midas_service.images.output_limits import JSON_MAX_PIXELS
+    from midas_service.images.outputs import JSON_MAX_PIXELS
 
     _, big = cv2.imencode(".png", np.zeros((1000, JSON_MAX_PIXELS // 1000 + 1), np.uint8))
     response = client.post(
@@ -528,11 +528,12 @@ def test_openapi_lists_every_error_code_under_its_status(client):
 
 
 def test_every_code_the_source_sends_is_in_the_table():
+    from midas_service.answer import OutputTooLarge
     from midas_service.images import decode
-    from midas_service.web.errors import ERROR_CODES, HTTP_ERRORS, IMAGE_ERRORS
+    from midas_service.web.errors import DOMAIN_ERRORS, ERROR_CODES, HTTP_ERRORS
     from tests.support import ROOT
 
-    sent = set(IMAGE_ERRORS.values()) | set(HTTP_ERRORS.values())
+    sent = set(DOMAIN_ERRORS.values()) | set(HTTP_ERRORS.values())
     for path in (ROOT / "midas_service").rglob("*.py"):
         source = path.read_text()
         sent |= set(re.findall(r'\bcode = "(\w+)"', source))
@@ -542,4 +543,5 @@ def test_every_code_the_source_sends_is_in_the_table():
     assert {"bad_parameter", "not_ready", "internal_error", "unavailable"} <= sent
     assert sent <= set(ERROR_CODES)
     subclasses = set(decode.ImageError.__subclasses__())
-    assert subclasses == set(IMAGE_ERRORS)  # no image error falls through to a generic code
+    # no domain error falls through to a generic code
+    assert subclasses | {OutputTooLarge} == set(DOMAIN_ERRORS)

@@ -11,13 +11,6 @@ import numpy as np
 from midas_service.images.visualize import normalize
 
 JPEG_QUALITY = 90
-IMAGE_MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
-DEPTH_MEDIA_TYPES = {
-    "npy": "application/x-npy",
-    "png16": "image/png",
-    "pfm": "application/x-pfm",
-    "json": "application/json",
-}
 
 
 def encode_picture(bgr: np.ndarray, fmt: str) -> bytes:

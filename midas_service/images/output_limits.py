@@ -18,33 +18,21 @@ png16, npy and pfm always fit.
 
 from __future__ import annotations
 
-JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV's encoder fails beyond it
-PNG_MAX_SIDE = 1_000_000  # libpng's default user limit, enforced on write (and on read)
-# JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
-# and 3.5 GB. Larger maps must use npy, png16 or pfm.
-JSON_MAX_PIXELS = 2_000_000
-
-MAX_SIDE = {"jpeg": JPEG_MAX_SIDE, "png": PNG_MAX_SIDE, "png16": PNG_MAX_SIDE}
-MAX_PIXELS = {"json": JSON_MAX_PIXELS}
-FORMATS = {
-    "heatmap": ("jpeg", "png"),
-    "side": ("jpeg", "png"),
-    "depth": ("npy", "png16", "pfm", "json"),
-}
+from midas_service.images.outputs import FORMATS, KINDS
 
 
 def output_size(width: int, height: int, output: str) -> tuple[int, int]:
     """(width, height) of the answer for an image of width x height."""
-    return (2 * width, height) if output == "side" else (width, height)
+    return KINDS[output].size(width, height)
 
 
 def _exceeded(width: int, height: int, output: str, fmt: str) -> str | None:
     """The limit of ``fmt`` that the answer would break, in words, or None."""
     out_width, out_height = output_size(width, height, output)
-    side = MAX_SIDE.get(fmt)
+    side = FORMATS[fmt].max_side
     if side is not None and max(out_width, out_height) > side:
         return f"{fmt} is limited to {side} pixels per side"
-    pixels = MAX_PIXELS.get(fmt)
+    pixels = FORMATS[fmt].max_pixels
     if pixels is not None and out_width * out_height > pixels:
         return f"{fmt} is limited to {pixels} pixels"
     return None
@@ -60,7 +48,7 @@ def output_refusal(width: int, height: int, output: str, fmt: str) -> str | None
     if problem is None:
         return None
     out_width, out_height = output_size(width, height, output)
-    fitting = [f for f in FORMATS[output] if _exceeded(width, height, output, f) is None]
+    fitting = [f for f in KINDS[output].formats if _exceeded(width, height, output, f) is None]
     if fitting:
         instead = "use format=" + _one_of(fitting)
     else:  # only a side-by-side wider than the PNG limit gets here

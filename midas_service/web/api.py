@@ -5,20 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from midas_service.images import encode, visualize
-from midas_service.images.decode import decode_pixels, read_header
-from midas_service.images.output_limits import output_refusal
-from midas_service.inference.pipeline import StageTimes
+from midas_service import answer as answers
+from midas_service.answer import Answer
+from midas_service.images.outputs import FORMATS, RenderOptions
 from midas_service.inference.runtime import ModelRuntime
 from midas_service.serving import lifecycle
 from midas_service.web import metrics, overload
 from midas_service.web.cache import CacheUnavailable, Entry, model_identity, result_key
-from midas_service.web.errors import OutputTooLarge
 from midas_service.web.openapi import openapi_document
-from midas_service.web.upload import Options, read_image_bytes, read_options
+from midas_service.web.upload import read_image_bytes, read_options
 
 api = Blueprint("api", __name__)
 
@@ -27,59 +24,32 @@ def runtime() -> ModelRuntime:
     return current_app.extensions["midas_runtime"]
 
 
-def render(rgb: np.ndarray, depth: np.ndarray, options: Options) -> tuple[bytes, str]:
-    """The response body and media type for the requested output."""
-    if options.output == "depth":
-        return encode.encode_depth(depth, options.format), encode.DEPTH_MEDIA_TYPES[options.format]
-    picture = visualize.heatmap(depth, options.colormap)
-    if options.output == "side":
-        picture = visualize.side_by_side(rgb, picture)
-    return encode.encode_picture(picture, options.format), encode.IMAGE_MEDIA_TYPES[options.format]
-
-
-def refuse_unfit_output(width: int, height: int, options: Options) -> None:
-    """400 output_too_large when the requested answer cannot hold an image of this size."""
-    message = output_refusal(width, height, options.output, options.format)
-    if message:
-        raise OutputTooLarge(message)
-
-
-def run_prediction(options: Options, data: bytes) -> tuple[bytes, str]:
-    """decode -> depth -> encode, timing each stage into ``g.stage_seconds``."""
+def run_prediction(options: RenderOptions, data: bytes) -> Answer:
+    """The shared path of ``midas_service.answer``, plus the cache and admission."""
     settings = current_app.config["MIDAS_SETTINGS"]
     # Refuse from the header alone, before waiting for the model or decoding a pixel.
-    header = read_header(data, settings.max_upload_bytes, settings.max_pixels)
-    refuse_unfit_output(header.width, header.height, options)
+    header = answers.check(
+        data, options, answers.InputLimits(settings.max_upload_bytes, settings.max_pixels)
+    )
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
     key = result_key(data, model_identity(estimator.engine.metadata), asdict(options))
     cached = cache_get(key)
     if cached is not None:
-        return cached.body, cached.media_type
+        fmt = FORMATS[options.format]
+        return Answer(cached.body, cached.media_type, fmt.suffix, fmt.download)
     overload.take_turn()  # 503 at once if this worker cannot start it soon
-    start = time.perf_counter()
-    rgb = decode_pixels(data, header)
-    refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
-    decoded = time.perf_counter()
-    times = StageTimes()
-    depth = estimator.predict(rgb, times)
-    predicted = time.perf_counter()
-    body, media_type = render(rgb, depth, options)
-    g.stage_seconds = g.get("stage_seconds", {}) | {
-        "decode": decoded - start,
-        "preprocess": times.preprocess,
-        "infer": times.infer,
-        "postprocess": times.postprocess,
-        "encode": time.perf_counter() - predicted,
-    }
+    timings = answers.Timings()
+    answer = answers.compute(data, header, options, estimator, timings)
+    g.stage_seconds = g.get("stage_seconds", {}) | timings.stages
     for stage, seconds in g.stage_seconds.items():
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
     threads = estimator.engine.last_threads  # the worker's engine (runtime.WorkerEngine)
     metrics.INFERENCE_THREADS.labels(str(threads)).inc()
     g.timing_notes = [*g.get("timing_notes", []), f"threads;desc={threads}"]
-    cache_put(key, Entry(body, media_type))
-    return body, media_type
+    cache_put(key, Entry(answer.body, answer.media_type))
+    return answer
 
 
 def cache_get(key: str) -> Entry | None:
@@ -114,11 +84,10 @@ def predict() -> Response:
     settings = current_app.config["MIDAS_SETTINGS"]
     options = read_options(request, settings.colormap)
     g.output = options.output
-    body, media_type = run_prediction(options, read_image_bytes(request))
-    response = Response(body, mimetype=media_type)
-    if options.format in ("npy", "pfm", "png16"):
-        suffix = "png" if options.format == "png16" else options.format
-        response.headers["Content-Disposition"] = f'attachment; filename="depth.{suffix}"'
+    answer = run_prediction(options, read_image_bytes(request))
+    response = Response(answer.body, mimetype=answer.media_type)
+    if answer.download:
+        response.headers["Content-Disposition"] = f'attachment; filename="depth{answer.suffix}"'
     return response
 
 

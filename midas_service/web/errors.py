@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from midas_service.answer import OutputTooLarge
 from midas_service.images import decode
 from midas_service.inference.pipeline import NonFiniteDepth
 from midas_service.inference.runtime import ModelNotReady
@@ -87,33 +88,31 @@ class MissingImage(ApiError):
     code = "missing_image"
 
 
-class OutputTooLarge(ApiError):
-    code = "output_too_large"
-
-
 class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
-# Domain errors from the imaging layer, mapped to HTTP here and nowhere else.
-IMAGE_ERRORS: dict[type[decode.ImageError], str] = {
+# Domain errors from the request-independent layers, mapped to HTTP here and nowhere else.
+DomainError = decode.ImageError | OutputTooLarge
+DOMAIN_ERRORS: dict[type[Exception], str] = {
     decode.EmptyImage: "empty_image",
     decode.UndecodableImage: "undecodable_image",
     decode.UnsupportedImage: "unsupported_media_type",
     decode.ImageTooLarge: "too_large",
+    OutputTooLarge: "output_too_large",
 }
 # Werkzeug's own HTTP errors; any other 4xx it raises is a malformed request.
 HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 INTERNAL_MESSAGE = "internal error; see the server log"
 
 
-def error_parts(exc: ApiError | decode.ImageError) -> tuple[int, str, str]:
+def error_parts(exc: ApiError | DomainError) -> tuple[int, str, str]:
     """(status, code, message) of a refusal, for the JSON handlers and the upload page alike."""
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message
-    code = IMAGE_ERRORS.get(type(exc))
+    code = DOMAIN_ERRORS.get(type(exc))
     if code is None:  # a new ImageError subclass nobody mapped: a bug, not the user's fault
-        log.error("image error %s has no error code; add it to IMAGE_ERRORS", type(exc).__name__)
+        log.error("error %s has no error code; add it to DOMAIN_ERRORS", type(exc).__name__)
         return 500, "internal_error", INTERNAL_MESSAGE
     return ERROR_CODES[code].status, code, str(exc)
 
@@ -130,7 +129,8 @@ def error_response(code: str, message: str, status: int | None = None) -> Respon
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     @app.errorhandler(decode.ImageError)
-    def refused(exc: ApiError | decode.ImageError) -> Response:
+    @app.errorhandler(OutputTooLarge)
+    def refused(exc: ApiError | DomainError) -> Response:
         status, code, message = error_parts(exc)
         return error_response(code, message, status)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from midas_service.config import Settings
-from midas_service.images.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.images.outputs import FORMATS, KINDS
 from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import ERROR_CODES
-from midas_service.web.upload import OUTPUTS
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -52,8 +51,13 @@ def _query(name: str, choices: list[str], default: str, description: str) -> dic
 
 def openapi_document(settings: Settings) -> dict[str, object]:
     binary = {"type": "string", "format": "binary"}
-    media = sorted(set(IMAGE_MEDIA_TYPES.values()) | set(DEPTH_MEDIA_TYPES.values()))
-    formats = sorted(set(IMAGE_MEDIA_TYPES) | set(DEPTH_MEDIA_TYPES))
+    media = sorted({fmt.media_type for fmt in FORMATS.values()})
+    formats = sorted(FORMATS)
+    per_kind = "; ".join(
+        f"{kind.name}: {kind.default_format} (default)"
+        + "".join(f", {fmt}" for fmt in kind.formats[1:])
+        for kind in KINDS.values()
+    )
     document = {
         "openapi": "3.1.0",
         "info": {
@@ -66,13 +70,12 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                 "post": {
                     "summary": "Depth map of one photo",
                     "parameters": [
-                        _query("output", list(OUTPUTS), "heatmap", "what to return"),
+                        _query("output", list(KINDS), "heatmap", "what to return"),
                         _query(
                             "format",
                             formats,
                             "jpeg",
-                            "heatmap/side: jpeg (default) or png; depth: npy (default), "
-                            "png16, pfm or json",
+                            per_kind,
                         ),
                         _query("colormap", list(COLORMAPS), settings.colormap, "heatmap colours"),
                         {

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import Request
 
-from midas_service.images.encode import DEPTH_MEDIA_TYPES, IMAGE_MEDIA_TYPES
+from midas_service.images.outputs import KINDS, RenderOptions
 from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import BadParameter, MissingImage, UnsupportedMediaType
 
-OUTPUTS = ("heatmap", "depth", "side")
-FORMATS = {
-    "heatmap": tuple(IMAGE_MEDIA_TYPES),
-    "side": tuple(IMAGE_MEDIA_TYPES),
-    "depth": tuple(DEPTH_MEDIA_TYPES),
-}
-DEFAULT_FORMAT = {"heatmap": "jpeg", "side": "jpeg", "depth": "npy"}
 RAW_BODY_TYPES = ("application/octet-stream",)
-
-
-@dataclass(frozen=True)
-class Options:
-    output: str
-    format: str
-    colormap: str
-
-
 PARAMETERS = ("output", "format", "colormap")
 
 
@@ -41,16 +23,17 @@ def _choice(request: Request, name: str, choices: tuple[str, ...], default: str)
     return value
 
 
-def read_options(request: Request, default_colormap: str) -> Options:
+def read_options(request: Request, default_colormap: str) -> RenderOptions:
     """Validated options; unknown names are refused rather than silently ignored."""
     unknown = sorted((set(request.args) | set(request.form)) - set(PARAMETERS))
     if unknown:
         raise BadParameter(
             f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}"
         )
-    output = _choice(request, "output", OUTPUTS, "heatmap")
-    fmt = _choice(request, "format", FORMATS[output], DEFAULT_FORMAT[output])
-    return Options(output, fmt, read_colormap(request, default_colormap))
+    output = _choice(request, "output", tuple(KINDS), "heatmap")
+    kind = KINDS[output]
+    fmt = _choice(request, "format", kind.formats, kind.default_format)
+    return RenderOptions(output, fmt, read_colormap(request, default_colormap))
 
 
 def read_colormap(request: Request, default: str) -> str:

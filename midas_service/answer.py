@@ -1,0 +1,98 @@
+"""One path from an upload's bytes to the answer's bytes, for every caller.
+
+The web API, the batch CLI, the video command and the jobs worker all call these functions, so
+the same photo and options give the same bytes everywhere. The web layer adds only HTTP, the
+result cache and admission between :func:`check` and :func:`compute`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from midas_service.images.decode import ImageHeader, decode_pixels, read_header
+from midas_service.images.output_limits import output_refusal
+from midas_service.images.outputs import FORMATS, KINDS, RenderOptions
+from midas_service.inference.pipeline import DepthEstimator, StageTimes
+
+
+class OutputTooLarge(ValueError):
+    """The requested output cannot hold an image of this size (the message says what fits)."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    media_type: str
+    suffix: str  # the file name ending of the format (".png")
+    download: bool  # the format is a download (Content-Disposition: attachment)
+
+
+@dataclass
+class Timings:
+    """Seconds per stage of one answer, for Server-Timing and the metrics."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def refuse_unfit_output(width: int, height: int, options: RenderOptions) -> None:
+    message = output_refusal(width, height, options.output, options.format)
+    if message:
+        raise OutputTooLarge(message)
+
+
+def check(data: bytes, options: RenderOptions, limits: InputLimits) -> ImageHeader:
+    """Every refusal that needs no pixel decoded: size, format, dimensions, output limits."""
+    header = read_header(data, limits.max_bytes, limits.max_pixels)
+    refuse_unfit_output(header.width, header.height, options)
+    return header
+
+
+def render(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> Answer:
+    """The answer's bytes for a photo and its depth map."""
+    fmt = FORMATS[options.format]
+    body = KINDS[options.output].render(rgb, depth, options)
+    return Answer(body, fmt.media_type, fmt.suffix, fmt.download)
+
+
+def compute(
+    data: bytes,
+    header: ImageHeader,
+    options: RenderOptions,
+    estimator: DepthEstimator,
+    timings: Timings | None = None,
+) -> Answer:
+    """Decode the checked bytes, predict and render; each stage timed into ``timings``."""
+    start = time.perf_counter()
+    rgb = decode_pixels(data, header)
+    refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
+    decoded = time.perf_counter()
+    times = StageTimes()
+    depth = estimator.predict(rgb, times)
+    predicted = time.perf_counter()
+    answer = render(rgb, depth, options)
+    if timings is not None:
+        timings.stages.update(
+            decode=decoded - start,
+            preprocess=times.preprocess,
+            infer=times.infer,
+            postprocess=times.postprocess,
+            encode=time.perf_counter() - predicted,
+        )
+    return answer
+
+
+def answer(
+    data: bytes, options: RenderOptions, estimator: DepthEstimator, limits: InputLimits
+) -> Answer:
+    """check + compute: what /predict answers for these bytes, without HTTP."""
+    return compute(data, check(data, options, limits), options, estimator)

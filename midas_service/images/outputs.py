@@ -1,0 +1,121 @@
+"""Every output kind and format, in one table.
+
+Request parsing (web/upload.py), the output limits (images/output_limits.py), Content-Disposition
+(web/api.py), the OpenAPI document and the batch CLI's ``--save`` names all read this module;
+adding an output is one ``OutputKind`` here (and a ``Format`` if it brings a new one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from midas_service.images import encode, visualize
+
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV's encoder fails beyond it
+PNG_MAX_SIDE = 1_000_000  # libpng's default user limit, enforced on write (and on read)
+# JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
+# and 3.5 GB. Larger maps must use npy, png16 or pfm.
+JSON_MAX_PIXELS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    media_type: str
+    suffix: str  # the file name ending of a download
+    download: bool  # answered as an attachment (Content-Disposition)
+    max_side: int | None = None  # of the answer's picture
+    max_pixels: int | None = None
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What decides the bytes of an answer besides the photo and the model."""
+
+    output: str
+    format: str
+    colormap: str
+
+
+Renderer = Callable[[np.ndarray, np.ndarray, RenderOptions], bytes]
+
+
+def _heatmap(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
+    return encode.encode_picture(visualize.heatmap(depth, options.colormap), options.format)
+
+
+def _side(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
+    picture = visualize.side_by_side(rgb, visualize.heatmap(depth, options.colormap))
+    return encode.encode_picture(picture, options.format)
+
+
+def _depth(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
+    return encode.encode_depth(depth, options.format)
+
+
+def _same_size(width: int, height: int) -> tuple[int, int]:
+    return width, height
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    name: str
+    formats: tuple[str, ...]  # the first is the default
+    description: str
+    render: Renderer
+    size: Callable[[int, int], tuple[int, int]] = _same_size  # the answer's picture size
+
+    @property
+    def default_format(self) -> str:
+        return self.formats[0]
+
+
+FORMATS: dict[str, Format] = {
+    fmt.name: fmt
+    for fmt in (
+        Format("jpeg", "image/jpeg", ".jpg", False, max_side=JPEG_MAX_SIDE),
+        Format("png", "image/png", ".png", False, max_side=PNG_MAX_SIDE),
+        Format("npy", "application/x-npy", ".npy", True),
+        Format("png16", "image/png", ".png", True, max_side=PNG_MAX_SIDE),
+        Format("pfm", "application/x-pfm", ".pfm", True),
+        Format("json", "application/json", ".json", False, max_pixels=JSON_MAX_PIXELS),
+    )
+}
+
+KINDS: dict[str, OutputKind] = {
+    kind.name: kind
+    for kind in (
+        OutputKind(
+            "heatmap", ("jpeg", "png"), "the depth map in colour (near is bright)", _heatmap
+        ),
+        OutputKind("depth", ("npy", "png16", "pfm", "json"), "the raw depth numbers", _depth),
+        OutputKind(
+            "side",
+            ("jpeg", "png"),
+            "the photo and its heatmap side by side",
+            _side,
+            size=lambda width, height: (2 * width, height),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Save:
+    """One ``--save`` name of the batch CLI: an output kind in a file format."""
+
+    kind: str
+    format: str
+    ending: str  # appended to the input's stem
+
+
+SAVES: dict[str, Save] = {
+    "heatmap": Save("heatmap", "png", "-depth.png"),
+    "png16": Save("depth", "png16", ".png"),
+    "npy": Save("depth", "npy", ".npy"),
+    "pfm": Save("depth", "pfm", ".pfm"),
+    "side": Save("side", "png", "-side.png"),
+}
