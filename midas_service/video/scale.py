@@ -23,11 +23,9 @@ import cv2
 import numpy as np
 
 from midas_service.video.errors import NotEnoughDisk
+from midas_service.video.options import RUNNING_MOMENTUM
 
 log = logging.getLogger(__name__)
-
-SCALES = ("clip", "running", "frame")
-RUNNING_MOMENTUM = 0.9  # weight of the past per frame: about 10 frames to follow a change
 
 
 def frame_range(depth: np.ndarray) -> tuple[float, float]:
