@@ -148,8 +148,8 @@ class VideoReader:
         declared = self.info.frame_count
         if declared is not None and count < declared:
             raise TruncatedVideo(
-                f"{self.path}: the file ends after {count} of its {declared} frames "
-                "(an interrupted copy or upload?)"
+                f"{self.path}: the file is cut short: it ends after {count} of its {declared} "
+                "frames (an interrupted copy or upload?)"
             )
 
     def convert(self, frame: av.VideoFrame, index: int, last_pts: int | None) -> DecodedFrame:
@@ -207,13 +207,33 @@ def open_container(path: Path) -> av.container.InputContainer:
     except av.error.FileNotFoundError as exc:
         raise FileNotFoundError(f"{path}: no such file") from exc
     except av.error.FFmpegError as exc:
-        text = str(exc)
-        if "moov atom not found" in text:
-            # An MP4 whose index was to be written at the end, cut before it was.
+        if is_mp4_without_index(path):
             raise TruncatedVideo(
-                f"{path}: the MP4 ends before its index (moov); the file is cut short"
+                f"{path}: an MP4 without its index (moov box): the file is cut short or damaged"
             ) from exc
-        raise NotAVideo(f"{path}: not a video file FFmpeg can read ({text})") from exc
+        raise NotAVideo(f"{path}: not a video file FFmpeg can read ({exc})") from exc
+
+
+def is_mp4_without_index(path: Path) -> bool:
+    """An ISO media file (``ftyp`` first) whose top-level boxes hold no ``moov``: the usual
+    result of cutting a recording whose index was to be written at the end."""
+    try:
+        with open(path, "rb") as handle:
+            size = path.stat().st_size
+            offset, kinds = 0, []
+            while offset + 8 <= size:
+                handle.seek(offset)
+                head = handle.read(16)
+                box = int.from_bytes(head[:4], "big")
+                kinds.append(head[4:8])
+                if box == 1 and len(head) == 16:
+                    box = int.from_bytes(head[8:16], "big")
+                if box < 8:
+                    break
+                offset += box
+    except OSError:
+        return False
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
 
 
 def first_video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
@@ -269,7 +289,10 @@ def display_rotation(path: Path, stream: av.VideoStream) -> float | None:
         with av.open(str(path), "r") as probe:
             first = next(probe.decode(video=0), None)  # our stream is always the first video
     except (av.error.FFmpegError, StopIteration):
-        first = None
+        first = None  # damaged: the decoding pass says so
+    else:
+        if first is None:
+            raise NoFrames(f"{path}: the video stream has no frames")
     if first is not None and first.rotation:
         return float(first.rotation)
     tag = stream.metadata.get("rotate")
