@@ -3,6 +3,7 @@ readers of the results (ffprobe, PyAV, the MP4 atom layout)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import subprocess
@@ -15,24 +16,34 @@ import numpy as np
 NTSC = Fraction(30000, 1001)
 
 
-def scene(index: int, frames: int, width: int, height: int, moving: bool) -> np.ndarray:
-    """A static textured background; with ``moving``, a bright textured square that slides in
-    from the right edge over the clip (the flicker test's object)."""
+@functools.lru_cache(maxsize=4)
+def _background(width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(7)
     ys, xs = np.mgrid[0:height, 0:width]
     base = 40 + 120 * xs / max(width - 1, 1) + 30 * ys / max(height - 1, 1)
     texture = rng.integers(0, 40, size=(height, width))
     rgb = np.stack([base + texture, base * 0.8 + texture, base * 0.6 + texture], axis=-1)
     rgb[: height // 3, : width // 4] = (250, 30, 30)  # a red corner: shows the orientation
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _patch(side: int) -> np.ndarray:
+    return (200 + np.random.default_rng(8).integers(0, 55, size=(side, side, 1))).astype(np.uint8)
+
+
+def scene(index: int, frames: int, width: int, height: int, moving: bool) -> np.ndarray:
+    """A static textured background; with ``moving``, a bright textured square that slides in
+    from the right edge over the clip (the flicker test's object)."""
+    rgb = _background(width, height).copy()
     if moving:
         side = height // 2
         left = round(width - (width * 0.6) * index / max(frames - 1, 1))
         top = height // 4
-        patch = 200 + rng.integers(0, 55, size=(side, side, 1))
         right = min(width, left + side)
         if right > left:
-            rgb[top : top + side, left:right] = patch[:, : right - left]
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+            rgb[top : top + side, left:right] = _patch(side)[:, : right - left]
+    return rgb
 
 
 def make_clip(
