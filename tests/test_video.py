@@ -182,7 +182,13 @@ def test_clip_scale_flickers_less_than_per_frame(estimator, tmp_path: Path):
     assert flicker["clip"] < 0.7 * flicker["frame"], flicker
 
 
-def test_a_crash_leaves_nothing_under_the_final_name(estimator, clip: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("scale", "stop_at", "total"), [("clip", 5, 32), ("clip", 21, 32), ("running", 5, 16)]
+)
+def test_a_crash_leaves_nothing_under_the_final_name(
+    estimator, clip: Path, tmp_path: Path, scale: str, stop_at: int, total: int
+):
+    """Interrupted while computing depth, and (clip scale, step 21) while writing pass 2."""
     spill = tmp_path / "spill"
     spill.mkdir()
     out = tmp_path / "depth.mp4"
@@ -190,13 +196,16 @@ def test_a_crash_leaves_nothing_under_the_final_name(estimator, clip: Path, tmp_
 
     def progress(done: int, total: int | None) -> None:
         seen.append((done, total))
-        if done == 5:
+        if done == stop_at:
+            assert any(".part" in p.name for p in tmp_path.iterdir()) == (
+                scale != "clip" or done > 16
+            )
             raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
 
-    options = VideoOptions(limits=VideoLimits(spill_dir=spill))
+    options = VideoOptions(scale=scale, limits=VideoLimits(spill_dir=spill))
     with pytest.raises(KeyboardInterrupt):
         convert_video(clip, out, estimator, options, progress)
-    assert seen[0] == (1, 32)  # clip scale: every frame once per pass
+    assert seen[0] == (1, total)  # clip scale: every frame once per pass
     assert not out.exists() and leftovers(tmp_path) == [] and list(spill.iterdir()) == []
 
 
