@@ -1,4 +1,5 @@
-"""``python -m midas_service predict``: depth maps for files and folders, like the service."""
+"""``python -m midas_service predict``: depth maps for files and folders, like the service;
+``video``: depth videos (midas_service/video/command.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from midas_service.images.decode import ImageError, read_image_file
 from midas_service.images.outputs import SAVES, RenderOptions
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
+from midas_service.video import command as video_command
 
 log = logging.getLogger("midas_service.cli")
 
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ["MIDAS_THREADS"]) if os.environ.get("MIDAS_THREADS") else None,
         help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
     )
+    video_command.add_parser(commands)
     return parser
 
 
@@ -209,7 +212,10 @@ def run_predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cv2.setNumThreads(1)
-    return run_predict(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.command == "video":
+        return video_command.run_video(args)
+    return run_predict(args)
 
 
 if __name__ == "__main__":

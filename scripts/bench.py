@@ -2,11 +2,14 @@
 
     python scripts/bench.py                       # full run (~10 minutes on 2 cores)
     python scripts/bench.py --quick               # shorter load runs, for a smoke check
+    python scripts/bench.py --video               # only the video rows (scripts/video_bench.py)
 
 Measures, in one run: model-only latency of each backend (and the TorchScript tuning steps),
 pre/post-processing cost, end-to-end latency through Gunicorn and through nginx, throughput
 at concurrency 1/2/4/8 with wrk, RSS per worker, and time from start to /readyz 200, for
 several workers x threads layouts. Input: a real photo (scikit-image's chelsea) at 640x480.
+Video rows: frames/s at 640x480 and 1080p split into decode, infer and encode, the flicker of
+each colour scale, and the peak memory of a 100- and a 300-frame 720p clip.
 """
 
 from __future__ import annotations
@@ -450,7 +453,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (smoke check)")
     parser.add_argument("--no-torch-variants", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results")
+    parser.add_argument("--video", action="store_true", help="only the video rows")
+    parser.add_argument("--no-video", action="store_true", help="skip the video rows")
+    parser.add_argument("--video-frames", type=int, default=60, help="frames per speed clip")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "scripts"))
+    global video_bench
+    import video_bench  # the video rows live in their own module
+
+    if args.video:
+        return video_only(args)
     args.with_nginx = True
     if args.quick:
         args.duration, args.requests, args.runs = 2, 20, 10
@@ -478,10 +490,37 @@ def main() -> int:
             (r for r in report["layouts"] if r["layout"] == args.chosen), report["layouts"][0]
         )
         report["targets"] = targets(report, chosen)
+        if not args.no_video:
+            report["video"] = video_bench.run(
+                model, args.backend, workdir / "video", args.video_frames
+            )
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / f"bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps(report, indent=2))
     print_report(report)
+    if "video" in report:
+        video_bench.print_rows(report["video"])
+    print(f"\nJSON: {out}")
+    return 0
+
+
+def video_only(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        model = ensure_model(args.model, workdir)
+        report = {
+            "machine": machine_info(),
+            "video": video_bench.run(model, args.backend, workdir / "video", args.video_frames),
+        }
+    args.output.mkdir(parents=True, exist_ok=True)
+    out = args.output / f"bench-video-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2))
+    info = report["machine"]
+    print(
+        f"\n# MiDaS small video benchmark, {info['date']}\n{info['cpu']}, "
+        f"{info['usable_cores']} usable cores"
+    )
+    video_bench.print_rows(report["video"])
     print(f"\nJSON: {out}")
     return 0
 

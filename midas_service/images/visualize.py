@@ -45,3 +45,22 @@ def side_by_side(rgb: np.ndarray, heat_bgr: np.ndarray) -> np.ndarray:
     if rgb.dtype != np.uint8:
         rgb = cv2.convertScaleAbs(rgb, alpha=255.0)  # rounds and saturates in one pass
     return np.hstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), heat_bgr])
+
+
+def heatmap_range(
+    depth: np.ndarray, low: float, high: float, colormap: str = DEFAULT_COLORMAP
+) -> np.ndarray:
+    """Like ``heatmap`` but with a given (low, high) instead of the map's own min and max:
+    values outside are clamped, so a video can keep one colour scale across frames."""
+    span = float(high) - float(low)
+    if span <= 0 or not np.isfinite(span):
+        gray = np.zeros(depth.shape, dtype=np.uint8)
+    else:
+        scaled = np.subtract(depth, np.float32(low), dtype=np.float32)
+        scaled *= np.float32(255.0 / span)
+        np.clip(scaled, 0.0, 255.0, out=scaled)
+        gray = np.rint(scaled, out=scaled).astype(np.uint8)
+    code = COLORMAPS[colormap]
+    if code is None:
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    return cv2.applyColorMap(gray, code)

@@ -1,0 +1,1 @@
+"""Video in, depth video out: decoding, colour-range policies, encoding, orchestration."""
