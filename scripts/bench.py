@@ -35,8 +35,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.config import Settings  # noqa: E402
+from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.images.decode import decode_image  # noqa: E402
 from midas_service.inference.engines import available_cpus, load_engine  # noqa: E402
 from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
