@@ -2,7 +2,8 @@
 
 The ONNX file keeps dynamic height and width, so one compiled model serves every size the
 resize rule gives. Compiled models are cached in MIDAS_OPENVINO_CACHE_DIR, one blob per
-thread count and precision, so a restart skips most of the compilation.
+model content and precision (the thread count is applied when a blob loads), so a restart
+skips most of the compilation; old models' blobs stay until the folder is cleared.
 """
 
 from __future__ import annotations
@@ -77,9 +78,11 @@ class OpenVinoEngine:
         model = core.read_model(str(path))  # metadata is not kept in the compiled blob
         self.metadata = _metadata(model)
         self.cache_dir = usable_cache_dir(cache_dir)
-        # Compiling from the path (not the Model) lets a cached blob skip the ONNX import.
+        # From the Model, not the path: OpenVINO keys a path's cache entry by the path alone, so
+        # a model replaced in place (new weights, same name) would get the old compiled blob.
+        # A Model's key hashes its graph and weights.
         self._compiled = core.compile_model(
-            str(path), "CPU", compile_config(threads, precision, self.cache_dir)
+            model, "CPU", compile_config(threads, precision, self.cache_dir)
         )
         self._request = self._compiled.create_infer_request()
         self.threads = threads
