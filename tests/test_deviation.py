@@ -84,3 +84,53 @@ def test_the_gate_refuses_above_the_bound_and_says_by_how_much():
 def test_the_bundled_examples_are_found():
     names = [p.name for p in deviation.photos_in()]
     assert names == sorted(names) and {"astronaut.jpg", "chelsea.jpg", "coffee.jpg"} <= set(names)
+
+
+# --- scripts/measure_deviation.py, on a real model ---
+
+
+def run_script(*args):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "measure_deviation.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_script_reports_each_photo_and_the_worst(model_path, photo_dir, tmp_path):
+    import json
+
+    out = tmp_path / "deviation.json"
+    result = run_script(
+        "--model", model_path, "--backend", "openvino", "--precision", "fp32",
+        "--reference-backend", "onnxruntime", "--photos", photo_dir, "--json", out,
+        "--threads", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "openvino fp32 against onnxruntime fp32" in result.stdout
+    assert "worst of 4" in result.stdout and "coffee.png" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["photos"]) == {"astronaut.png", "chelsea.png", "coffee.png", "rocket.png"}
+    worst = report["worst"]
+    assert 0 < worst["aligned_mean_abs"] < 1e-4 and worst["max_abs"] < 1e-3
+    assert worst["spearman"] > 0.9999
+    assert worst["max_abs"] == max(p["max_abs"] for p in report["photos"].values())
+
+
+def test_script_exits_3_above_the_bound_and_2_when_the_engine_cannot_run(model_path):
+    over = run_script(
+        "--model", model_path, "--backend", "openvino", "--precision", "fp32",
+        "--reference-backend", "onnxruntime", "--max-deviation", "0", "--threads", "1",
+    )  # fmt: skip
+    assert over.returncode == 3, over.stderr
+    assert "worst of 3" in over.stdout  # the bundled examples, reported before the verdict
+    assert "exceeds MIDAS_MAX_DEVIATION=0" in over.stderr
+    refused = run_script("--model", model_path, "--backend", "torchscript")  # bf16 default
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "use MIDAS_BACKEND=openvino" in refused.stderr

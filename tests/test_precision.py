@@ -201,3 +201,56 @@ def test_a_different_engine_measures_far(model_path, photo_dir):
     rgb = [read_image_file(photo_dir / "coffee.png")]
     (d,) = deviation.measure(DepthEstimator(Skewed()), DepthEstimator(reference), rgb)
     assert d.max_abs > 0.5 and d.aligned_mean_abs > 0.05 and d.spearman < 0.99
+
+
+# --- the batch CLI honours MIDAS_BACKEND / MIDAS_PRECISION, and --backend / --precision ---
+
+
+def run_cli(*args, **env):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "midas_service", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+
+
+def test_cli_takes_backend_and_precision_from_the_environment(model_path, photo_dir, tmp_path):
+    from midas_service.images.decode import read_image_file
+    from midas_service.inference.pipeline import DepthEstimator
+    from tests.conftest import range_error
+
+    result = run_cli(
+        "predict", photo_dir / "coffee.png", "--model", model_path, "--output-dir", tmp_path,
+        "--save", "npy", "--threads", "1", MIDAS_BACKEND="openvino", MIDAS_PRECISION="fp32",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 images done, 0 failed" in result.stderr and "(openvino fp32)" in result.stderr
+    expected = DepthEstimator(load_engine(model_path, "onnxruntime", 1)).predict(
+        read_image_file(photo_dir / "coffee.png")
+    )
+    assert range_error(np.load(tmp_path / "coffee.npy"), expected) <= 1e-4
+
+
+@needs_no_bf16
+def test_cli_refuses_bf16_here_with_one_line(model_path, photo_dir, tmp_path):
+    from_env = run_cli(
+        "predict", photo_dir / "coffee.png", "--model", model_path, "--output-dir", tmp_path,
+        MIDAS_BACKEND="openvino", MIDAS_PRECISION="bf16",
+    )  # fmt: skip
+    flag = run_cli(
+        "predict", photo_dir / "coffee.png", "--model", model_path, "--output-dir", tmp_path,
+        "--backend", "torchscript", "--precision", "bf16",
+    )  # fmt: skip
+    for result, message in ((from_env, "bf16 units"), (flag, "use MIDAS_BACKEND=openvino")):
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
