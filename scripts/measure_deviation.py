@@ -42,11 +42,14 @@ log = logging.getLogger("measure_deviation")
 HEADER = f"{'photo':<28} {'max |d|':>9} {'mean |d|':>9} {'aligned':>9} {'spearman':>9}"
 
 
+def share(value: float) -> str:
+    """A share of range: percent where that reads well, else the fraction (fp32 vs fp32)."""
+    return f"{value:.3%}" if value >= 1e-4 else f"{value:.1e}"
+
+
 def row(name: str, d: deviation.Deviation) -> str:
-    return (
-        f"{name:<28} {d.max_abs:>9.3%} {d.mean_abs:>9.3%} {d.aligned_mean_abs:>9.3%} "
-        f"{d.spearman:>9.4f}"
-    )
+    figures = (share(d.max_abs), share(d.mean_abs), share(d.aligned_mean_abs))
+    return f"{name:<28} " + " ".join(f"{f:>9}" for f in figures) + f" {d.spearman:>9.6f}"
 
 
 def build_parser() -> argparse.ArgumentParser:
