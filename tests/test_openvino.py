@@ -42,7 +42,11 @@ def test_a_second_load_comes_from_the_cache_with_the_same_numbers(model_path, tm
 
 
 def test_a_model_replaced_in_place_is_not_served_from_the_stale_cache(model_path, tmp_path):
-    """OpenVINO keys a path's cache by its name; the engine compiles from the model instead."""
+    """New weights at the same path, size and modification time (as ``cp -p``, ``rsync -a`` or
+    a tar extraction leave them): OpenVINO's cache entry for a path does not see the change,
+    so the engine compiles from the model, whose entry hashes the weights."""
+    import os
+
     import onnx
     from onnx import numpy_helper
 
@@ -55,7 +59,10 @@ def test_a_model_replaced_in_place_is_not_served_from_the_stale_cache(model_path
     last_conv = proto.graph.initializer[-2]  # output_conv's last weights: changes every pixel
     changed = numpy_helper.to_array(last_conv) * 3.0
     last_conv.CopyFrom(numpy_helper.from_array(changed, last_conv.name))
+    stat = served.with_suffix(".onnx").stat()
     onnx.save(proto, str(served.with_suffix(".onnx")))
+    assert served.with_suffix(".onnx").stat().st_size == stat.st_size
+    os.utime(served.with_suffix(".onnx"), ns=(stat.st_atime_ns, stat.st_mtime_ns))
     after_engine = load_engine(served, "openvino", 1, cache_dir=cache)
     fresh = load_engine(served, "openvino", 1).infer(BATCH)  # no cache at all
     assert not after_engine.loaded_from_cache
