@@ -78,9 +78,9 @@ class OpenVinoEngine:
         model = core.read_model(str(path))  # metadata is not kept in the compiled blob
         self.metadata = _metadata(model)
         self.cache_dir = usable_cache_dir(cache_dir)
-        # From the Model, not the path: OpenVINO keys a path's cache entry by the path alone, so
-        # a model replaced in place (new weights, same name) would get the old compiled blob.
-        # A Model's key hashes its graph and weights.
+        # From the Model, not the path: a path's cache entry does not see the weights, so new
+        # weights at the same path with the same size and mtime (cp -p, rsync -a) got the old
+        # compiled blob. A Model's key hashes its graph and weights.
         self._compiled = core.compile_model(
             model, "CPU", compile_config(threads, precision, self.cache_dir)
         )
