@@ -13,6 +13,7 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
   the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
+- OpenVINO: its own (TBB) thread pool per compiled model; OpenMP settings do not apply.
 While other workers compute, a request runs on its share of the cores instead of every core
 (MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).

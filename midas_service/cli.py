@@ -20,6 +20,7 @@ from midas_service.images.decode import ImageError, read_image_file
 from midas_service.images.outputs import SAVES, RenderOptions
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
+from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS, PrecisionRefused
 from midas_service.video import command as video_command
 
 log = logging.getLogger("midas_service.cli")
@@ -135,7 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="heatmap colours (default: inferno; near is bright)",
     )
     predict.add_argument(
-        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"default: {DEFAULT_BACKEND}"
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("MIDAS_BACKEND", "").strip() or DEFAULT_BACKEND,
+        help=f"default: MIDAS_BACKEND, else {DEFAULT_BACKEND}",
+    )
+    predict.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=os.environ.get("MIDAS_PRECISION", "").strip().lower() or DEFAULT_PRECISION,
+        help=f"default: MIDAS_PRECISION, else {DEFAULT_PRECISION} (bf16: openvino on bf16 CPUs)",
     )
     predict.add_argument(
         "--threads",
@@ -167,11 +177,22 @@ def run_predict(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     allow_no_metadata = os.environ.get("MIDAS_ALLOW_NO_METADATA", "") in ("1", "true", "yes")
+    if args.backend not in BACKENDS or args.precision not in PRECISIONS:  # from the environment
+        log.error(
+            "MIDAS_BACKEND must be one of %s and MIDAS_PRECISION one of %s",
+            ", ".join(BACKENDS),
+            ", ".join(PRECISIONS),
+        )
+        return 2
     try:
         engine = load_engine(
-            args.model, args.backend, args.threads, allow_no_metadata=allow_no_metadata
+            args.model,
+            args.backend,
+            args.threads,
+            allow_no_metadata=allow_no_metadata,
+            precision=args.precision,
         )
-    except (MissingMetadata, FileNotFoundError) as exc:
+    except (MissingMetadata, FileNotFoundError, PrecisionRefused) as exc:
         log.error("%s", exc)
         return 2
     estimator = DepthEstimator(engine)
@@ -198,10 +219,12 @@ def run_predict(args: argparse.Namespace) -> int:
         done += 1
     mean_ms = 1000 * elapsed / done if done else 0.0
     log.info(
-        "%d images done, %d failed, mean %.1f ms/image, outputs in %s",
+        "%d images done, %d failed, mean %.1f ms/image (%s %s), outputs in %s",
         done,
         len(failures),
         mean_ms,
+        args.backend,
+        args.precision,
         args.output_dir,
     )
     for path, reason in failures:

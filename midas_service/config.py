@@ -3,7 +3,10 @@
 | variable             | default               | meaning                                  |
 |----------------------|-----------------------|------------------------------------------|
 | MIDAS_MODEL_PATH     | models/midas_small.pt | exported model (.onnx sits beside it)    |
-| MIDAS_BACKEND        | torchscript           | torchscript or onnxruntime               |
+| MIDAS_BACKEND        | torchscript           | torchscript, onnxruntime or openvino     |
+| MIDAS_PRECISION      | fp32                  | fp32 (reference) or bf16 (openvino, bf16 CPU) |
+| MIDAS_MAX_DEVIATION  | 0.02                  | bf16 refused above this aligned mean |d| |
+| MIDAS_OPENVINO_CACHE_DIR | $TMPDIR/midas-openvino-cache | compiled models; off = none |
 | MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
 | MIDAS_SHARE_CORES    | 1                     | 0 = always MIDAS_THREADS (core_share.py)  |
 | MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
@@ -31,12 +34,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from midas_service.images.visualize import COLORMAPS, DEFAULT_COLORMAP
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
+from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS
+
+# Compiled OpenVINO models survive worker and container restarts here (an emptyDir in k8s).
+DEFAULT_OPENVINO_CACHE_DIR = Path(tempfile.gettempdir()) / "midas-openvino-cache"
+CACHE_OFF = ("off", "0", "none")
 
 
 class ConfigError(ValueError):
@@ -47,6 +56,9 @@ class ConfigError(ValueError):
 class Settings:
     model_path: Path = Path("models/midas_small.pt")
     backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
+    max_deviation: float = 0.02  # aligned mean |d| as a share of the fp32 map's range
+    openvino_cache_dir: Path | None = DEFAULT_OPENVINO_CACHE_DIR
     threads: int | None = None
     share_cores: bool = True
     max_upload_mb: float = 10.0
@@ -89,6 +101,9 @@ class Settings:
             settings = cls(
                 model_path=Path(get("MIDAS_MODEL_PATH", str(cls.model_path))),
                 backend=get("MIDAS_BACKEND", cls.backend),
+                precision=get("MIDAS_PRECISION", cls.precision).lower(),
+                max_deviation=float(get("MIDAS_MAX_DEVIATION", str(cls.max_deviation))),
+                openvino_cache_dir=_cache_dir(get("MIDAS_OPENVINO_CACHE_DIR", "")),
                 threads=int(env["MIDAS_THREADS"]) if env.get("MIDAS_THREADS") else None,
                 share_cores=flag(get("MIDAS_SHARE_CORES", "1")),
                 max_upload_mb=float(get("MIDAS_MAX_UPLOAD_MB", str(cls.max_upload_mb))),
@@ -120,6 +135,10 @@ class Settings:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"MIDAS_BACKEND must be one of {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"MIDAS_PRECISION must be one of {', '.join(PRECISIONS)}")
+        if not 0 <= self.max_deviation <= 1:
+            raise ConfigError("MIDAS_MAX_DEVIATION must be between 0 and 1 (a share of range)")
         if self.colormap not in COLORMAPS:
             raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAPS)}")
         if self.threads is not None and self.threads < 1:
@@ -146,3 +165,9 @@ class Settings:
             raise ConfigError(
                 "MIDAS_QUEUE_TIMEOUT_S, MIDAS_MAX_WAITING and MIDAS_DRAIN_S must not be negative"
             )
+
+
+def _cache_dir(value: str) -> Path | None:
+    if not value:
+        return DEFAULT_OPENVINO_CACHE_DIR
+    return None if value.lower() in CACHE_OFF else Path(value)

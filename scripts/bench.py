@@ -4,12 +4,14 @@
     python scripts/bench.py --quick               # shorter load runs, for a smoke check
     python scripts/bench.py --video               # only the video rows (scripts/video_bench.py)
 
-Measures, in one run: model-only latency of each backend (and the TorchScript tuning steps),
-pre/post-processing cost, end-to-end latency through Gunicorn and through nginx, throughput
-at concurrency 1/2/4/8 with wrk, RSS per worker, and time from start to /readyz 200, for
-several workers x threads layouts. Input: a real photo (scikit-image's chelsea) at 640x480.
-Video rows: frames/s at 640x480 and 1080p split into decode, infer and encode, the flicker of
-each colour scale, and the peak memory of a 100- and a 300-frame 720p clip.
+Measures, in one run: model-only latency of each backend and precision (OpenVINO bf16 only on
+a CPU with bf16 units; the TorchScript tuning steps too), pre/post-processing cost, end-to-end
+latency through Gunicorn and through nginx, throughput at concurrency 1/2/4/8 with wrk, memory
+per worker (RSS; PSS and private from /proc/PID/smaps_rollup after warm-up, after the load and
+after one request of every input shape the resize rule gives), and time from start to /readyz
+200, for several workers x threads layouts. Input: a real photo (scikit-image's chelsea) at
+640x480. Video rows: frames/s at 640x480 and 1080p split into decode, infer and encode, the
+flicker of each colour scale, and the peak memory of a 100- and a 300-frame 720p clip.
 """
 
 from __future__ import annotations
@@ -41,9 +43,19 @@ sys.path.insert(0, str(ROOT))
 from midas_service.config import Settings  # noqa: E402
 from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.images.decode import decode_image  # noqa: E402
-from midas_service.inference.engines import available_cpus, load_engine  # noqa: E402
+from midas_service.inference.engines import BACKENDS, available_cpus, load_engine  # noqa: E402
 from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
-from midas_service.inference.preprocess import to_network_input  # noqa: E402
+from midas_service.inference.precision import (  # noqa: E402
+    PrecisionRefused,
+    check_precision,
+    cpu_flags,
+)
+from midas_service.inference.preprocess import (  # noqa: E402
+    MULTIPLE,
+    NETWORK_SIDE,
+    network_size,
+    to_network_input,
+)
 from tests.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
 from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
@@ -78,6 +90,7 @@ def timings(fn: Callable[[], object], runs: int, warmup: int = 5) -> dict[str, f
 def machine_info() -> dict[str, object]:
     import gunicorn as gunicorn_pkg
     import onnxruntime
+    import openvino
     import torch
 
     cpu = next(
@@ -96,6 +109,8 @@ def machine_info() -> dict[str, object]:
         "torch": torch.__version__,
         "torch_build": f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU build",
         "onnxruntime": onnxruntime.__version__,
+        "openvino": openvino.__version__,
+        "bf16_flags": sorted(f for f in cpu_flags() if "bf16" in f),
         "opencv": cv2.__version__,
         "numpy": np.__version__,
         "flask": importlib.metadata.version("flask"),
@@ -103,19 +118,56 @@ def machine_info() -> dict[str, object]:
     }
 
 
+MODEL_ONLY = (*((b, "fp32") for b in BACKENDS), ("openvino", "bf16"))
+
+
 def model_only(model: Path, runs: int) -> list[dict[str, object]]:
-    rows = []
-    for backend in ("onnxruntime", "torchscript"):
+    """Every backend in fp32 and OpenVINO in bf16 (a row saying why where it cannot run)."""
+    rows: list[dict[str, object]] = []
+    for backend, precision in MODEL_ONLY:
+        try:
+            check_precision(backend, precision)
+        except PrecisionRefused as exc:
+            rows.append({"backend": backend, "precision": precision, "refused": str(exc)})
+            log.info("model-only %s %s: not run (%s)", backend, precision, exc)
+            continue
         for threads in (1, 2):
-            engine = load_engine(model, backend, threads)
+            engine = load_engine(model, backend, threads, precision=precision)
             for label, (h, w) in SIZES.items():
                 batch = np.random.default_rng(0).standard_normal((1, 3, h, w), dtype=np.float32)
                 stats = timings(lambda e=engine, b=batch: e.infer(b), runs)
-                rows.append({"backend": backend, "threads": threads, "size": label, **stats})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "precision": precision,
+                        "threads": threads,
+                        "size": label,
+                        **stats,
+                    }
+                )
                 log.info(
-                    "model-only %s %d threads %s: %.1f ms", backend, threads, label, stats["p50_ms"]
+                    "model-only %s %s %d threads %s: %.1f ms",
+                    backend,
+                    precision,
+                    threads,
+                    label,
+                    stats["p50_ms"],
                 )
     return rows
+
+
+def model_only_p50(report: dict[str, object], backend: str, precision: str) -> float | None:
+    """The 256x192, 2-thread p50 of one model-only row (None if it did not run)."""
+    return next(
+        (
+            r["p50_ms"]
+            for r in report["model_only"]
+            if (r["backend"], r["precision"]) == (backend, precision)
+            and r.get("threads") == 2
+            and r.get("size") == "256x192"
+        ),
+        None,
+    )
 
 
 def torchscript_variants(runs: int) -> list[dict[str, object]]:
@@ -244,12 +296,49 @@ def wrk(url: str, body_path: Path, connections: int, seconds: int) -> dict[str, 
     return parse_wrk(output)
 
 
-def worker_rss_mb(master: subprocess.Popen) -> list[float]:
-    sizes = []
-    for pid in sorted(worker_pids(master)):
-        status = Path(f"/proc/{pid}/status").read_text()
-        sizes.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)
-    return sizes
+def smaps_rollup(text: str) -> dict[str, float]:
+    """RSS, PSS and private (clean + dirty) MB from a /proc/PID/smaps_rollup text."""
+    kb = {name: int(value) for name, value in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return {
+        "rss_mb": kb["Rss"] / 1024,
+        "pss_mb": kb["Pss"] / 1024,
+        "private_mb": (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024,
+        "private_dirty_mb": kb["Private_Dirty"] / 1024,
+    }
+
+
+def worker_memory(master: subprocess.Popen) -> list[dict[str, float]]:
+    """Each worker's memory: PSS shares the pages workers have in common, private is its own."""
+    return [
+        smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+        for pid in sorted(worker_pids(master))
+    ]
+
+
+def every_shape_photos() -> list[bytes]:
+    """One JPEG per network input shape the resize rule gives (15: 256 x 32..256, both ways)."""
+    from skimage import data
+
+    photo = data.chelsea()
+    sides = range(MULTIPLE, NETWORK_SIDE + 1, MULTIPLE)
+    shapes = sorted({(NETWORK_SIDE, s) for s in sides} | {(s, NETWORK_SIDE) for s in sides})
+    jpegs = []
+    for h, w in shapes:
+        rgb = cv2.resize(photo, (2 * w, 2 * h), interpolation=cv2.INTER_AREA)
+        assert network_size(2 * h, 2 * w) == (h, w)
+        ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        jpegs.append(buffer.tobytes())
+    return jpegs
+
+
+def visit_every_shape(url: str, workers: int) -> None:
+    """Each worker answers each shape at least once (requests spread over fresh connections)."""
+    for jpeg in every_shape_photos():
+        for _ in range(2 * workers):
+            requests.post(
+                f"{url}/predict", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+            ).raise_for_status()
 
 
 # TorchScript's OpenMP waiting, for comparison with the default (Intel OpenMP, KMP_BLOCKTIME=1,
@@ -263,7 +352,8 @@ OPENMP_OPTIONS = {
 def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, str]]:
     """``WxT`` plus options: ``2x2``, ``2x2+onnxruntime``, ``2x2+spin`` (ORT spinning on),
     ``2x2+gomp`` / ``2x2+passive`` (TorchScript with GNU OpenMP spinning / passive),
-    ``2x2+fixed`` (every request on T threads: MIDAS_SHARE_CORES=0)."""
+    ``2x2+fixed`` (every request on T threads: MIDAS_SHARE_CORES=0), ``2x2+openvino+bf16``
+    (MIDAS_PRECISION=bf16)."""
     shape, *options = text.lower().split("+")
     workers, threads = (int(v) for v in shape.split("x"))
     env = {"MIDAS_THREADS": str(threads), "MIDAS_BACKEND": default_backend}
@@ -272,8 +362,10 @@ def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, s
             env["MIDAS_ORT_SPINNING"] = "1"
         elif option == "fixed":
             env["MIDAS_SHARE_CORES"] = "0"
-        elif option in ("torchscript", "onnxruntime"):
+        elif option in BACKENDS:
             env["MIDAS_BACKEND"] = option
+        elif option == "bf16":
+            env["MIDAS_PRECISION"] = "bf16"
         elif option in OPENMP_OPTIONS:
             env.update(OPENMP_OPTIONS[option])
         else:
@@ -294,7 +386,13 @@ def measure_layout(
         "workers": workers,
         "threads": threads,
         "backend": env["MIDAS_BACKEND"],
+        "precision": env.get("MIDAS_PRECISION", "fp32"),
     }
+    try:
+        check_precision(row["backend"], row["precision"])
+    except PrecisionRefused as exc:
+        log.info("layout %s: not run (%s)", layout, exc)
+        return {**row, "refused": str(exc)}
     if env["MIDAS_BACKEND"] == "torchscript":
         row["openmp"] = next((o for o in OPENMP_OPTIONS if o in layout), "intel")
     start = time.monotonic()
@@ -308,7 +406,8 @@ def measure_layout(
         while len(pids) < workers:
             pids.add(requests.get(f"{url}/readyz", timeout=5).json()["pid"])
         row["start_to_ready_s"] = round(time.monotonic() - start, 2)
-        row["rss_after_warmup_mb"] = worker_rss_mb(process)
+        row["memory_after_warmup"] = worker_memory(process)
+        row["rss_after_warmup_mb"] = [m["rss_mb"] for m in row["memory_after_warmup"]]
         row["gunicorn_c1"] = sequential_latency(url, jpeg, args.requests)
         served = args.requests
         row["wrk"] = {}
@@ -328,7 +427,10 @@ def measure_layout(
         while served < 1000:
             served += int(wrk(url, jpeg_path, 4, 2)["requests"])
         row["requests_served"] = served
-        row["rss_after_requests_mb"] = worker_rss_mb(process)
+        row["memory_after_requests"] = worker_memory(process)
+        row["rss_after_requests_mb"] = [m["rss_mb"] for m in row["memory_after_requests"]]
+        visit_every_shape(url, workers)
+        row["memory_after_every_shape"] = worker_memory(process)
         if args.with_nginx:
             proxy = stack.enter_context(nginx(url, workdir))
             row["nginx_c1"] = sequential_latency(proxy, jpeg, args.requests)
@@ -347,15 +449,28 @@ def print_report(report: dict[str, object]) -> None:
     info = report["machine"]
     print(f"\n# MiDaS small service benchmark, {info['date']}")
     print(
-        f"{info['cpu']}, {info['usable_cores']} usable cores; torch {info['torch']}, "
-        f"onnxruntime {info['onnxruntime']}, opencv {info['opencv']}\n"
+        f"{info['cpu']}, {info['usable_cores']} usable cores; torch {info['torch']} "
+        f"({info['torch_build']}), onnxruntime {info['onnxruntime']}, openvino "
+        f"{info['openvino']}, opencv {info['opencv']}; bf16 flags: "
+        f"{', '.join(info['bf16_flags']) or 'none'}\n"
     )
-    print("## Model only (ms)\n")
-    print("| backend | threads | input | p50 | p90 | min |\n|---|---|---|---|---|---|")
+    print("## Model only (ms; ratios to the same input and threads)\n")
+    print(
+        "| backend | precision | threads | input | p50 | p90 | min | x ORT fp32 | x OV bf16 |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
     for r in report["model_only"]:
+        if "refused" in r:
+            print(f"| {r['backend']} | {r['precision']} | not run: {r['refused']} |")
+            continue
+        same = [x for x in report["model_only"] if x.get("size") == r["size"]]
+        base = {(x["backend"], x["precision"], x["threads"]): x["p50_ms"] for x in same}
+        vs_ort = base.get(("onnxruntime", "fp32", r["threads"]))
+        vs_ov = base.get(("openvino", "bf16", r["threads"]))
         print(
-            f"| {r['backend']} | {r['threads']} | {r['size']} | {r['p50_ms']:.1f} | "
-            f"{r['p90_ms']:.1f} | {r['min_ms']:.1f} |"
+            f"| {r['backend']} | {r['precision']} | {r['threads']} | {r['size']} | "
+            f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['min_ms']:.1f} | "
+            f"{r['p50_ms'] / vs_ort:.2f} | " + (f"{r['p50_ms'] / vs_ov:.2f} |" if vs_ov else "- |")
         )
     if report.get("torchscript_variants"):
         print("\n## TorchScript tuning, 256x192, 2 threads (ms)\n")
@@ -370,7 +485,11 @@ def print_report(report: dict[str, object]) -> None:
         "| p99 c=4 | errors | RSS MB (warm -> after N req) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    served_rows = [r for r in report["layouts"] if "refused" not in r]
     for r in report["layouts"]:
+        if "refused" in r:
+            print(f"| {r['layout']} ({r['backend']} {r['precision']}) | not run: {r['refused']} |")
+    for r in served_rows:
         w = r["wrk"]
         errors = sum(int(w[c]["errors"]) for c in w)
         rss = "/".join(
@@ -390,6 +509,15 @@ def print_report(report: dict[str, object]) -> None:
                 f" | | | {r['nginx_wrk_c4']['requests_per_s']:.1f} | | "
                 f"{r['nginx_wrk_c4']['p99_ms']:.1f} | {int(r['nginx_wrk_c4']['errors'])} | |"
             )
+    print("\n## Memory per worker, MB (PSS / private, from /proc/PID/smaps_rollup)\n")
+    print("| layout | after warm-up | after the load | after every input shape |")
+    print("|---|---|---|---|")
+    for r in served_rows:
+        cells = [
+            ", ".join(f"{m['pss_mb']:.0f} / {m['private_mb']:.0f}" for m in r[key])
+            for key in ("memory_after_warmup", "memory_after_requests", "memory_after_every_shape")
+        ]
+        print(f"| {r['layout']} ({r['backend']} {r['precision']}) | " + " | ".join(cells) + " |")
     t = report["targets"]
     print("\n## Targets (same run)\n")
     for line in t["lines"]:
@@ -397,16 +525,9 @@ def print_report(report: dict[str, object]) -> None:
 
 
 def targets(report: dict[str, object], chosen: dict[str, object]) -> dict[str, object]:
-    ort = next(
-        r
-        for r in report["model_only"]
-        if r["backend"] == "onnxruntime" and r["threads"] == 2 and r["size"] == "256x192"
-    )["p50_ms"]
-    ts = next(
-        r
-        for r in report["model_only"]
-        if r["backend"] == "torchscript" and r["threads"] == 2 and r["size"] == "256x192"
-    )["p50_ms"]
+    ort = model_only_p50(report, "onnxruntime", "fp32")
+    ts = model_only_p50(report, "torchscript", "fp32")
+    ov_bf16 = model_only_p50(report, "openvino", "bf16")
     e2e = chosen["gunicorn_c1"]["p50_ms"]
     c4 = chosen["wrk"][4]
     c8 = chosen["wrk"][8]
@@ -414,9 +535,15 @@ def targets(report: dict[str, object], chosen: dict[str, object]) -> dict[str, o
     prepost = sum(processing[k]["p50_ms"] for k in processing)
     layout = f"{chosen['layout']} ({chosen['backend']})"
     build = report["machine"]["torch_build"]
+    served_rows = [r for r in report["layouts"] if "refused" not in r]
     rss = "; ".join(
         f"{r['layout']} ({r['backend']}) {max(r['rss_after_requests_mb']):.0f} MB"
-        for r in report["layouts"]
+        for r in served_rows
+    )
+    pss = "; ".join(
+        f"{r['layout']} ({r['backend']} {r['precision']}) "
+        f"{max(m['pss_mb'] for m in r['memory_after_every_shape']):.0f} MB"
+        for r in served_rows
     )
     lines = [
         f"end-to-end p50 (layout {layout}, Gunicorn) {e2e:.1f} ms = {e2e / ort:.2f}x ORT model "
@@ -428,7 +555,15 @@ def targets(report: dict[str, object], chosen: dict[str, object]) -> dict[str, o
         f"TorchScript model-only p50 {ts:.1f} ms = {ts / ort:.2f}x ORT",
         f"pre/post-processing {prepost:.1f} ms = {100 * prepost / e2e:.0f}% of end-to-end",
         f"max RSS per worker after the requests, torch {build}: {rss}",
+        f"max PSS per worker after every input shape (target <= 600 MB on the default path): {pss}",
     ]
+    if ov_bf16:
+        lines.append(
+            f"end-to-end p50 {e2e:.1f} ms = {e2e / ov_bf16:.2f}x OpenVINO bf16 model-only "
+            f"p50 {ov_bf16:.1f} ms"
+        )
+    else:
+        lines.append("OpenVINO bf16 not run (no bf16 units): no ratio to it")
     return {"ort_p50_ms": ort, "layout": layout, "lines": lines}
 
 
@@ -438,11 +573,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="exported .pt (default: export random weights)")
-    parser.add_argument("--backend", default="torchscript", choices=["torchscript", "onnxruntime"])
+    parser.add_argument("--backend", default="torchscript", choices=BACKENDS)
     parser.add_argument(
         "--layouts",
-        default="2x2,2x2+onnxruntime,2x2+fixed,1x2,2x1,2x2+passive,2x2+gomp",
-        help="workers x threads to compare; +onnxruntime/+torchscript: that backend; "
+        default="2x2,2x2+onnxruntime,2x2+openvino,2x2+openvino+bf16,2x2+fixed,1x2,2x1,"
+        "2x2+passive,2x2+gomp",
+        help="workers x threads to compare; +onnxruntime/+openvino/+torchscript: that backend; "
+        "+bf16: MIDAS_PRECISION=bf16 (not run without bf16 units); "
         "+spin: ORT spinning on; +gomp/+passive: TorchScript on GNU OpenMP (spinning/passive); "
         "+fixed: no core sharing (MIDAS_SHARE_CORES=0)",
     )
@@ -486,9 +623,8 @@ def main() -> int:
             layout_dir = workdir / layout
             layout_dir.mkdir()
             report["layouts"].append(measure_layout(model, layout_dir, jpeg_path, layout, args))
-        chosen = next(
-            (r for r in report["layouts"] if r["layout"] == args.chosen), report["layouts"][0]
-        )
+        served = [r for r in report["layouts"] if "refused" not in r]
+        chosen = next((r for r in served if r["layout"] == args.chosen), served[0])
         report["targets"] = targets(report, chosen)
         if not args.no_video:
             report["video"] = video_bench.run(

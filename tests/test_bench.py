@@ -47,3 +47,49 @@ def test_parse_layout_options():
     assert env["MIDAS_SHARE_CORES"] == "0"
     with pytest.raises(ValueError):
         bench.parse_layout("2x2+turbo", "onnxruntime")
+
+
+SMAPS_ROLLUP = """55d0c0a00000-7ffc4d1f2000 ---p 00000000 00:00 0                          [rollup]
+Rss:             1150000 kB
+Pss:              850000 kB
+Pss_Dirty:        600000 kB
+Shared_Clean:     300000 kB
+Shared_Dirty:          0 kB
+Private_Clean:     40960 kB
+Private_Dirty:    614400 kB
+Referenced:      1100000 kB
+Anonymous:        620000 kB
+Swap:                  0 kB
+"""
+
+
+def test_memory_is_read_from_smaps_rollup():
+    memory = bench.smaps_rollup(SMAPS_ROLLUP)
+    assert memory["pss_mb"] == 850000 / 1024 and memory["rss_mb"] == 1150000 / 1024
+    assert memory["private_mb"] == 640.0 and memory["private_dirty_mb"] == 600.0
+
+
+def test_memory_of_a_real_process_is_plausible():
+    import os
+    from pathlib import Path
+
+    memory = bench.smaps_rollup(Path(f"/proc/{os.getpid()}/smaps_rollup").read_text())
+    assert 0 < memory["private_mb"] <= memory["pss_mb"] <= memory["rss_mb"]
+
+
+def test_backend_and_precision_layouts():
+    _, _, env = bench.parse_layout("2x2+openvino+bf16", "torchscript")
+    assert env["MIDAS_BACKEND"] == "openvino" and env["MIDAS_PRECISION"] == "bf16"
+
+
+def test_every_input_shape_of_the_resize_rule_is_visited():
+    import cv2
+    import numpy as np
+
+    from midas_service.inference.preprocess import network_size
+
+    shapes = set()
+    for jpeg in bench.every_shape_photos():
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        shapes.add(network_size(*image.shape[:2]))
+    assert len(shapes) == 15 and all(256 in shape for shape in shapes)

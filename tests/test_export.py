@@ -83,9 +83,10 @@ def test_backends_agree_on_a_real_photo(model_path, photo_dir):
     from midas_service.inference.pipeline import DepthEstimator
 
     rgb = read_image_file(photo_dir / "coffee.png")
-    depths = [DepthEstimator(load_engine(model_path, b)).predict(rgb) for b in BACKENDS]
-    assert range_error(depths[0], depths[1]) <= 1e-4
-    assert np.isfinite(depths[0]).all()
+    reference, *others = [DepthEstimator(load_engine(model_path, b)).predict(rgb) for b in BACKENDS]
+    assert others and np.isfinite(reference).all()
+    for backend, depth in zip(BACKENDS[1:], others, strict=True):
+        assert range_error(depth, reference) <= 1e-4, backend
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from midas_service.config import Settings
-from midas_service.inference import core_share, openmp
+from midas_service.images.decode import read_image_file
+from midas_service.inference import core_share, deviation, openmp
 from midas_service.inference.engines import (
     REGISTRY,
     Engine,
@@ -62,6 +63,7 @@ class WorkerEngine:
         self.cores = cores
         first = engines[self.counts[0]]
         self.backend, self.threads, self.metadata = first.backend, first.threads, first.metadata
+        self.precision = first.precision
         self.last_threads = self.counts[0]
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
 
@@ -81,6 +83,7 @@ class _Pinned:
     def __init__(self, engine: WorkerEngine, threads: int) -> None:
         self.engine, self.threads = engine, threads
         self.backend, self.metadata = engine.backend, engine.metadata
+        self.precision = engine.precision
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.infer(batch, self.threads)
@@ -98,18 +101,44 @@ def load_worker_engine(settings: Settings) -> WorkerEngine:
             count,
             settings.ort_spinning,
             allow_no_metadata=settings.allow_no_metadata,
+            precision=settings.precision,
+            cache_dir=settings.openvino_cache_dir,
         )
         for count in counts
     }
     return WorkerEngine(engines, cores)
 
 
+def measure_against_fp32(settings: Settings, engine: Engine) -> deviation.Deviation:
+    """The served engine against the same backend in fp32 on the bundled example photos."""
+    reference = load_engine(
+        settings.model_path,
+        settings.backend,
+        engine.threads,
+        settings.ort_spinning,
+        allow_no_metadata=settings.allow_no_metadata,
+        cache_dir=settings.openvino_cache_dir,
+    )
+    photos = [read_image_file(path) for path in deviation.photos_in()]
+    measured = deviation.measure(DepthEstimator(engine), DepthEstimator(reference), photos)
+    return deviation.worst(measured)
+
+
 class ModelRuntime:
     """Owns the worker's estimator. ``start()`` loads it on a thread so probes answer meanwhile."""
 
-    def __init__(self, settings: Settings, on_failure: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_failure: Callable[[str], None] | None = None,
+        measure_deviation: Callable[[Settings, Engine], deviation.Deviation] = (
+            measure_against_fp32
+        ),
+    ) -> None:
         self.settings = settings
         self.on_failure = on_failure  # e.g. stop the worker: a model that failed stays failed
+        self.measure_deviation = measure_deviation
+        self.deviation: deviation.Deviation | None = None  # from fp32; measured if not fp32
         self._estimator: DepthEstimator | None = None
         self._ready = threading.Event()
         self._finished = threading.Event()  # set after success and after failure
@@ -139,7 +168,11 @@ class ModelRuntime:
         return thread
 
     def load(self) -> None:
-        """Load the engine, refuse untrained weights unless allowed, warm up."""
+        """Load the engine, refuse untrained weights unless allowed, warm up.
+
+        A reduced precision is first measured against fp32 on the example photos and refused
+        above MIDAS_MAX_DEVIATION.
+        """
         with self._lock:
             if self._ready.is_set():
                 return
@@ -148,6 +181,12 @@ class ModelRuntime:
                 settings = self.settings
                 engine = load_worker_engine(settings)
                 refuse_untrained(settings.model_path, engine.metadata, settings.allow_untrained)
+                if engine.precision != "fp32":
+                    self.deviation = self.measure_deviation(settings, engine.pinned(engine.threads))
+                    log.info("%s deviation from fp32: %s", engine.precision, self.deviation)
+                    deviation.enforce_bound(
+                        self.deviation, settings.max_deviation, engine.precision
+                    )
                 warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
                 for threads in engine.counts:  # each count compiles its own oneDNN kernels
                     warming = DepthEstimator(engine.pinned(threads))
@@ -172,6 +211,7 @@ class ModelRuntime:
         info: dict[str, object] = {
             "ready": self.ready,
             "backend": self.settings.backend,
+            "precision": self.settings.precision,
             "pid": os.getpid(),
             "openmp": openmp.active_runtime(),
             "versions": runtime_versions(),
@@ -182,6 +222,8 @@ class ModelRuntime:
             info["thread_counts"] = list(engine.counts)
             info["untrained"] = bool(engine.metadata.get("untrained"))
             info["load_seconds"] = round(self.load_seconds or 0.0, 3)
+        if self.deviation is not None:
+            info["deviation_from_fp32"] = self.deviation.as_dict()
         if self.error:
             info["error"] = self.error
         return info

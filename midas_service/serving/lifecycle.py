@@ -4,7 +4,8 @@ Used by gunicorn.conf.py's ``when_ready`` hook in the master (no torch there) an
 
 - **Start.** The master checks the model file before forking any worker: missing, not a
   TorchScript archive, truncated (a CRC or the central directory fails), without the export
-  metadata, or untrained without MIDAS_RANDOM_WEIGHTS=1 is one error line and exit code 3.
+  metadata, or untrained without MIDAS_RANDOM_WEIGHTS=1 is one error line and exit code 3;
+  so is a MIDAS_PRECISION the backend does not offer, or bf16 on a CPU without bf16 units.
   Whatever only loading can reveal makes the worker say so and ask the master to halt with
   Gunicorn's boot-error code 3. (Workers exiting with code 3 themselves would do the same,
   but when two do at once Gunicorn 27 meets the second exit while halting and crashes with
@@ -36,6 +37,7 @@ from midas_service.inference.engines import (
     model_file,
     refuse_untrained,
 )
+from midas_service.inference.precision import PrecisionRefused, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,9 @@ def model_failed(message: str) -> None:
 
 
 def check_model_file(settings: Settings) -> None:
-    """Raise ``ModelFileError`` unless the backend's model file looks servable (no torch import)."""
+    """Raise ``ModelFileError`` unless the backend's model file looks servable (no torch import),
+    ``PrecisionRefused`` unless the backend serves MIDAS_PRECISION fast on this CPU."""
+    check_precision(settings.backend, settings.precision)
     path = model_file(settings.model_path, settings.backend)
     if not path.is_file():
         raise ModelFileError(
@@ -91,7 +95,7 @@ def take_over(server: Any, settings: Settings) -> None:
     """
     try:
         check_model_file(settings)
-    except ModelFileError as exc:
+    except (ModelFileError, PrecisionRefused) as exc:
         server.log.error("cannot start: %s", exc)
         sys.exit(server.WORKER_BOOT_ERROR)
     stop, reload = server.handle_term, server.handle_hup
@@ -116,7 +120,7 @@ def take_over(server: Any, settings: Settings) -> None:
     def handle_hup() -> None:
         try:
             check_model_file(settings)
-        except ModelFileError as exc:
+        except (ModelFileError, PrecisionRefused) as exc:
             server.log.error("reload refused, the current workers keep serving: %s", exc)
             return
         reload()

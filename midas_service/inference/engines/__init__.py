@@ -1,6 +1,7 @@
 """Inference backends behind one tiny interface: ``infer((1,3,h,w) float32) -> (1,h,w) float32``.
 
-Serving code only needs the backend it runs: onnxruntime, or torch for TorchScript; never timm.
+Serving code only needs the backend it runs: onnxruntime, openvino, or torch for TorchScript;
+never timm.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from midas_service.inference.precision import DEFAULT_PRECISION, check_precision
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +42,8 @@ class Backend:
     def _module(self) -> Any:
         return importlib.import_module(f"{__name__}.{self.module}")
 
-    def engine_class(self) -> Callable[[Path, int, bool], Engine]:
+    def engine_class(self) -> Callable[..., Engine]:
+        """``ENGINE(path, threads, spinning, precision=..., cache_dir=...)``."""
         return self._module().ENGINE
 
     def read_metadata(self, path: Path) -> dict[str, Any]:
@@ -52,6 +56,8 @@ REGISTRY: dict[str, Backend] = {
     for backend in (
         Backend("torchscript", ".pt", "torchscript", ("torch",)),
         Backend("onnxruntime", ".onnx", "onnxruntime", ("onnxruntime",)),
+        # The same ONNX file as ONNX Runtime's, compiled by OpenVINO's CPU plugin.
+        Backend("openvino", ".onnx", "openvino", ("openvino",)),
     )
 }
 BACKENDS = tuple(REGISTRY)
@@ -80,6 +86,7 @@ def refuse_untrained(path: Path, metadata: dict[str, Any], allow_untrained: bool
 class Engine(Protocol):
     backend: str
     threads: int
+    precision: str
     metadata: dict[str, object]
 
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
@@ -133,25 +140,32 @@ def load_engine(
     threads: int | None = None,
     spinning: bool = False,
     allow_no_metadata: bool = False,
+    precision: str = DEFAULT_PRECISION,
+    cache_dir: Path | None = None,
 ) -> Engine:
     """Open the model file of ``backend`` next to ``path`` with ``threads`` intra-op threads.
 
     ``spinning`` lets ONNX Runtime's idle threads busy-wait (faster alone, worse when several
     workers share the cores); TorchScript ignores it (OMP_WAIT_POLICY governs OpenMP).
     A file without the export's metadata raises MissingMetadata unless ``allow_no_metadata``.
+    ``precision`` other than fp32 raises ``PrecisionRefused`` where it is not fast
+    (``midas_service.inference.precision``). ``cache_dir``: OpenVINO's compiled-model cache.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_precision(backend, precision)
     path = model_file(path, backend)
     if not path.is_file():
         raise FileNotFoundError(
             f"model file {path} not found; create it with scripts/export_torchscript.py"
         )
     threads = threads or available_cpus()
-    engine = REGISTRY[backend].engine_class()(path, threads, spinning)
+    engine = REGISTRY[backend].engine_class()(
+        path, threads, spinning, precision=precision, cache_dir=cache_dir
+    )
     if allow_no_metadata and not all(key in engine.metadata for key in REQUIRED_METADATA):
         log.warning("%s has no export metadata; using it because it is explicitly allowed", path)
     else:
         check_metadata(path, engine.metadata)
-    log.info("loaded %s with %s, %d threads", path, backend, threads)
+    log.info("loaded %s with %s %s, %d threads", path, backend, precision, threads)
     return engine

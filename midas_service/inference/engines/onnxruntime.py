@@ -16,8 +16,18 @@ MIN_BYTES = 1024
 
 class OnnxRuntimeEngine:
     backend = "onnxruntime"
+    precision = "fp32"  # the only one offered (inference/precision.py)
 
-    def __init__(self, path: Path, threads: int, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        spinning: bool = False,
+        precision: str = "fp32",
+        cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
+    ) -> None:
+        if precision != self.precision:
+            raise ValueError(f"ONNX Runtime serves fp32 only, not {precision}")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

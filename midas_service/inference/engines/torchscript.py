@@ -18,8 +18,18 @@ STATIC_SPECIALISATIONS = 20
 
 class TorchScriptEngine:
     backend = "torchscript"
+    precision = "fp32"  # the only one offered (inference/precision.py)
 
-    def __init__(self, path: Path, threads: int, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        spinning: bool = False,
+        precision: str = "fp32",
+        cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
+    ) -> None:
+        if precision != self.precision:
+            raise ValueError(f"TorchScript serves fp32 only, not {precision}")
         import torch
 
         torch.set_num_threads(threads)
