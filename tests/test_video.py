@@ -82,6 +82,7 @@ def test_cli_heatmap_plays_in_browsers_with_the_source_timing_and_audio(
     probe, source = ffprobe(out), ffprobe(clip)
     video = video_stream(probe)
     assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p"
+    assert (video["color_space"], video["color_range"]) == ("smpte170m", "tv")
     assert (video["width"], video["height"]) == (96, 64)
     assert int(video["nb_frames"]) == 16
     assert video["avg_frame_rate"] == video["r_frame_rate"] == "30000/1001"

@@ -26,6 +26,8 @@ DEPTH_MAX_KEY = "MIDAS_DEPTH_MAX"
 DEPTH_CODE_MAX = 65535
 H264_CRF = "18"  # visually lossless for colour maps; the default 23 bands smooth gradients
 H264_PRESET = "veryfast"  # encoding is a small share next to inference at this preset
+BT601 = 6  # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC_SMPTE170M
+LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
 
 
 def even(side: int) -> int:
@@ -121,6 +123,11 @@ class H264Writer(_Writer):
             self.time_base = stream.time_base = stream.codec_context.time_base = time_base
             stream.codec_context.thread_count = threads
             stream.codec_context.max_b_frames = 0
+            # Say what swscale's default RGB -> yuv420p conversion is (BT.601, limited
+            # range): untagged, players guess BT.709 for HD sizes and shift the colours.
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = BT601
+            context.color_range = LIMITED_RANGE
             stream.options = {"crf": H264_CRF, "preset": H264_PRESET}
             self.video = stream
             self.audio: av.AudioStream | None = None
