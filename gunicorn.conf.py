@@ -16,7 +16,7 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
 While other workers compute, a request runs on its share of the cores instead of every core
 (MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).
-The measurements behind this are in the README ("Performance"), from scripts/bench.py.
+The measurements behind this are in docs/performance.md, from scripts/bench.py.
 """
 
 from __future__ import annotations

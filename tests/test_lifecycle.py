@@ -227,7 +227,7 @@ def test_burst_at_c64_is_served_or_refused_at_once(model_path, tmp_path, jpeg_64
     assert len(served) >= 8 and refused, report  # the burst did overload, and work went on
     assert all(r.status == 503 and r.code == "overloaded" for r in refused), report
     assert all(r.retry_after == "1" for r in refused)
-    # Documented bounds (README "Stop, reload and overload"): an admitted request starts
+    # Documented bounds (docs/operations.md "Stop, reload and overload"): an admitted request starts
     # within the queue timeout (1 s), as the worker measures it (Server-Timing "queue"), then
     # takes its own work; a refusal comes within the queue timeout. The client-side margins
     # are for this shared 2-core machine, where the 64 client threads compete too.

@@ -343,7 +343,7 @@ def depth_of(client, data: bytes) -> np.ndarray:
 
 
 def expected_heatmap(depth: np.ndarray, colormap: str) -> np.ndarray:
-    """Min-max to 0..255 as the README says, then OpenCV's own colormap (BGR)."""
+    """Min-max to 0..255 (docs/performance.md, the upload page), then OpenCV's colormap (BGR)."""
     gray = np.rint((depth - depth.min()) / (depth.max() - depth.min()) * 255).astype(np.uint8)
     if colormap == "gray":
         return np.repeat(gray[..., None], 3, axis=2)
