@@ -17,6 +17,16 @@ While other workers compute, a request runs on its share of the cores instead of
 (MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).
 The measurements behind this are in docs/performance.md, from scripts/bench.py.
+
+The master never loads a model runtime, so forking stays cheap and a worker's runtime starts
+clean. The master imports exactly these project modules (tests/test_layout.py checks the list):
+midas_service, midas_service.config, midas_service.logs, midas_service.images,
+midas_service.images.colormap_names, midas_service.inference, midas_service.inference.core_share,
+midas_service.inference.openmp, midas_service.inference.engines, midas_service.serving,
+midas_service.serving.lifecycle, plus the configured backend's module in
+midas_service.inference.engines.<backend> (its read_metadata checks the model file); of
+third-party packages only gunicorn and prometheus_client (child_exit). No torch, onnxruntime,
+openvino, cv2, numpy, Pillow or Flask: the workers import those after the fork.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from midas_service.images.visualize import COLORMAPS, DEFAULT_COLORMAP
+from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
 
 
@@ -120,8 +120,8 @@ class Settings:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"MIDAS_BACKEND must be one of {', '.join(BACKENDS)}")
-        if self.colormap not in COLORMAPS:
-            raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAPS)}")
+        if self.colormap not in COLORMAP_NAMES:
+            raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAP_NAMES)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("MIDAS_THREADS must be at least 1")
         if self.max_upload_mb <= 0 or self.max_pixels < 1:

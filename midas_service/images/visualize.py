@@ -5,15 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
+
+# Name -> OpenCV colormap code; None = gray (no colormap).
 COLORMAPS: dict[str, int | None] = {
-    "inferno": cv2.COLORMAP_INFERNO,
-    "magma": cv2.COLORMAP_MAGMA,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "turbo": cv2.COLORMAP_TURBO,
-    "plasma": cv2.COLORMAP_PLASMA,
-    "gray": None,
+    name: None if name == "gray" else getattr(cv2, f"COLORMAP_{name.upper()}")
+    for name in COLORMAP_NAMES
 }
-DEFAULT_COLORMAP = "inferno"
 
 
 CV_DEPTHS = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
