@@ -14,7 +14,7 @@ COLORMAPS: dict[str, int | None] = {
 }
 
 
-CV_DEPTHS = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
+CV_DEPTHS: dict[type, int] = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
 
 
 def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
@@ -26,7 +26,8 @@ def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
     span = high - low
     if span <= 0 or not np.isfinite(span):
         return np.zeros(depth.shape, dtype=dtype)
-    return cv2.normalize(depth, None, 0, top, cv2.NORM_MINMAX, dtype=CV_DEPTHS[dtype])
+    # OpenCV's stubs have no overload for dst=None, which makes it allocate the output.
+    return cv2.normalize(depth, None, 0, top, cv2.NORM_MINMAX, dtype=CV_DEPTHS[dtype])  # type: ignore[call-overload]
 
 
 def heatmap(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
