@@ -9,7 +9,7 @@ Layout: one worker per usable core, and each worker may use every core (MIDAS_TH
 cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads
 sleep instead of spinning, or two workers' spinning threads starve each other on shared cores:
 - TorchScript (the default): Intel OpenMP preloaded with KMP_BLOCKTIME=1
-  (inference/openmp.py; serve.sh, the image's ENV and tests/servers.py set it). Without
+  (inference/openmp.py; serve.sh, the image's ENV and devtools/servers.py set it). Without
   the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
@@ -130,7 +130,7 @@ def child_exit(server, worker) -> None:
 # MIDAS_QUEUE_TIMEOUT_S: one computing, MIDAS_MAX_WAITING waiting, two to spare for the rest.
 _service = Settings.from_env()  # a bad MIDAS_* value stops the start here, before any fork
 threads = int(os.environ.get("GUNICORN_THREADS", str(_service.max_waiting + 3)))
-# Close after each answer, as the sync worker did: nginx does not keep upstream connections,
+# Close after each answer: nginx does not keep upstream connections,
 # and a kept-alive connection could be closed under a client's next request on stop.
 keepalive = 0
 

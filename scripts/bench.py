@@ -35,14 +35,19 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
+from devtools.support import export_model, photo_640x480_jpeg  # noqa: E402
 from midas_service.config import Settings  # noqa: E402
 from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.images.decode import decode_image  # noqa: E402
-from midas_service.inference.engines import available_cpus, load_engine  # noqa: E402
+from midas_service.inference.engines import (  # noqa: E402
+    BACKENDS,
+    DEFAULT_BACKEND,
+    available_cpus,
+    load_engine,
+)
 from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
 from midas_service.inference.preprocess import to_network_input  # noqa: E402
-from tests.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
-from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("bench")
 SIZES = {"256x256": (256, 256), "256x192": (192, 256)}  # label WxH -> (h, w)
@@ -102,7 +107,7 @@ def machine_info() -> dict[str, object]:
 
 def model_only(model: Path, runs: int) -> list[dict[str, object]]:
     rows = []
-    for backend in ("onnxruntime", "torchscript"):
+    for backend in BACKENDS:
         for threads in (1, 2):
             engine = load_engine(model, backend, threads)
             for label, (h, w) in SIZES.items():
@@ -250,7 +255,7 @@ def worker_rss_mb(master: subprocess.Popen) -> list[float]:
 
 
 # TorchScript's OpenMP waiting, for comparison with the default (Intel OpenMP, KMP_BLOCKTIME=1,
-# which tests/servers.py sets like scripts/serve.sh): GNU OpenMP spinning or passive.
+# which devtools/servers.py sets like scripts/serve.sh): GNU OpenMP spinning or passive.
 OPENMP_OPTIONS = {
     "gomp": {"LD_PRELOAD": "", "OMP_WAIT_POLICY": "ACTIVE"},
     "passive": {"LD_PRELOAD": "", "OMP_WAIT_POLICY": "PASSIVE"},
@@ -269,7 +274,7 @@ def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, s
             env["MIDAS_ORT_SPINNING"] = "1"
         elif option == "fixed":
             env["MIDAS_SHARE_CORES"] = "0"
-        elif option in ("torchscript", "onnxruntime"):
+        elif option in BACKENDS:
             env["MIDAS_BACKEND"] = option
         elif option in OPENMP_OPTIONS:
             env.update(OPENMP_OPTIONS[option])
@@ -284,7 +289,7 @@ def measure_layout(
     jpeg = jpeg_path.read_bytes()
     workers, threads, env = parse_layout(layout, args.backend)
     # The same photo again and again: without this the result cache would answer, not the model.
-    # The production queue timeout, not the lenient one tests/servers.py gives a busy CI machine.
+    # The production queue timeout, not the lenient one devtools/servers.py gives a busy CI machine.
     env.update(MIDAS_CACHE_MB="0", MIDAS_QUEUE_TIMEOUT_S=str(Settings.queue_timeout_s))
     row: dict[str, object] = {
         "layout": layout,
@@ -435,7 +440,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="exported .pt (default: export random weights)")
-    parser.add_argument("--backend", default="torchscript", choices=["torchscript", "onnxruntime"])
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     parser.add_argument(
         "--layouts",
         default="2x2,2x2+onnxruntime,2x2+fixed,1x2,2x1,2x2+passive,2x2+gomp",

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from devtools.support import export_model, photo_640x480_jpeg
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
-from tests.support import export_model, photo_640x480_jpeg
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 

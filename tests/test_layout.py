@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.support import ROOT
 from midas_service.inference.engines import BACKENDS
-from tests.support import ROOT
 
 EXPORT_SIDE = ("timm", "torchvision", "onnx", "midas_service.export")
 MASTER_FORBIDDEN = ("torch", "onnxruntime", "openvino", "cv2", "numpy", "PIL", "flask")
@@ -117,3 +117,11 @@ def test_the_master_imports_exactly_what_gunicorn_conf_says(backend, model_path:
     stdlib = set(sys.stdlib_module_names) | {"__main__", "_distutils_hack"}
     third_party = {m.split(".")[0] for m in modules} - stdlib - {"midas_service"}
     assert third_party <= {"gunicorn", "prometheus_client"}
+
+
+def test_scripts_share_helpers_through_devtools_not_tests():
+    for script in (ROOT / "scripts").glob("*.py"):
+        source = script.read_text()
+        assert not re.search(r"^\s*(from|import) tests\b", source, flags=re.M), script
+    for helper in (ROOT / "devtools").glob("*.py"):
+        assert not re.search(r"^\s*(from|import) tests\b", helper.read_text(), flags=re.M), helper

@@ -1,6 +1,6 @@
 """Real Gunicorn: fail-fast start, lossless stop (SIGTERM) and reload (SIGHUP), load shedding.
 
-What the stop and reload tests count (tests/load.py): every request of 4 clients posting back to
+What the stop and reload tests count (devtools/load.py): every request of 4 clients posting back to
 back ends as an HTTP answer, ``refused`` (connect() found no listening socket: the request never
 reached the service) or ``reset`` (it reached the socket and was dropped: lost). Lossless means
 no reset, no timeout, every answer 200, and refusals only once the drain is over.
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.load import SteadyLoad, burst, post_once, summary
-from tests.servers import gunicorn, wait_for_every_worker, worker_pids
-from tests.support import metric
+from devtools.load import SteadyLoad, burst, post_once, summary
+from devtools.servers import gunicorn, wait_for_every_worker, worker_pids
+from devtools.support import metric
 
 DRAIN_S = 2.0
 # These tests watch the compute path: one photo sent again and again must not come from the

@@ -17,9 +17,9 @@ import pytest
 import requests
 from PIL import Image
 
+from devtools.servers import gunicorn
 from midas_service.images.encode import from_pfm
 from midas_service.images.output_limits import output_refusal
-from tests.servers import gunicorn
 
 
 def texture(width: int, height: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from devtools.support import ROOT
 
 PIP = (sys.executable, "-m", "pip")
 SOURCES = ("midas_service", "templates", "static", "setup.py", "pyproject.toml", "requirements.txt")

@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from devtools.support import ROOT
 from midas_service.export.network import build_model
 from midas_service.export.weights import read_state_dict
 from tests.conftest import PHOTO_NAMES, range_error
-from tests.support import ROOT
 
 
 def reference_size(height: int, width: int) -> tuple[int, int]:

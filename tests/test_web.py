@@ -503,7 +503,7 @@ def test_upload_page_refuses_an_unknown_colormap_like_predict(client, jpeg_640x4
 
 
 def readme_error_codes() -> dict[str, tuple[int, str]]:
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     text = (ROOT / "README.md").read_text()
     section = text.split("### Error codes", 1)[1].split("\n\n#", 1)[0]
@@ -530,10 +530,10 @@ def test_openapi_lists_every_error_code_under_its_status(client):
 
 
 def test_every_code_the_source_sends_is_in_the_table():
+    from devtools.support import ROOT
     from midas_service.answer import OutputTooLarge
     from midas_service.images import decode
     from midas_service.web.errors import ERROR_CODES, ERRORS, HTTP_ERRORS
-    from tests.support import ROOT
 
     sent = set(ERRORS.values()) | set(HTTP_ERRORS.values())
     for path in (ROOT / "midas_service").rglob("*.py"):
