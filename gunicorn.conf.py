@@ -9,7 +9,7 @@ Layout: one worker per usable core, and each worker may use every core (MIDAS_TH
 cores), so a lone request gets all cores (low latency at c=1). That only works if idle threads
 sleep instead of spinning, or two workers' spinning threads starve each other on shared cores:
 - TorchScript (the default): Intel OpenMP preloaded with KMP_BLOCKTIME=1
-  (inference/openmp.py; serve.sh, the image's ENV and tests/servers.py set it). Without
+  (inference/openmp.py; serve.sh, the image's ENV and devtools/servers.py set it). Without
   the preload this file falls back to OMP_WAIT_POLICY=PASSIVE (same throughput, a lone
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
@@ -17,7 +17,17 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
 While other workers compute, a request runs on its share of the cores instead of every core
 (MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).
-The measurements behind this are in the README ("Performance"), from scripts/bench.py.
+The measurements behind this are in docs/performance.md, from scripts/bench.py.
+
+The master never loads a model runtime, so forking stays cheap and a worker's runtime starts
+clean. The master imports exactly these project modules (tests/test_layout.py checks the list):
+midas_service, midas_service.config, midas_service.logs, midas_service.images,
+midas_service.images.colormap_names, midas_service.inference, midas_service.inference.core_share,
+midas_service.inference.openmp, midas_service.inference.engines, midas_service.serving,
+midas_service.serving.lifecycle, plus the configured backend's module in
+midas_service.inference.engines.<backend> (its read_metadata checks the model file); of
+third-party packages only gunicorn and prometheus_client (child_exit). No torch, onnxruntime,
+openvino, cv2, numpy, Pillow or Flask: the workers import those after the fork.
 """
 
 from __future__ import annotations
@@ -121,7 +131,7 @@ def child_exit(server, worker) -> None:
 # MIDAS_QUEUE_TIMEOUT_S: one computing, MIDAS_MAX_WAITING waiting, two to spare for the rest.
 _service = Settings.from_env()  # a bad MIDAS_* value stops the start here, before any fork
 threads = int(os.environ.get("GUNICORN_THREADS", str(_service.max_waiting + 3)))
-# Close after each answer, as the sync worker did: nginx does not keep upstream connections,
+# Close after each answer: nginx does not keep upstream connections,
 # and a kept-alive connection could be closed under a client's next request on stop.
 keepalive = 0
 

@@ -1,5 +1,6 @@
-"""``python -m midas_service predict``: depth maps for files and folders, like the service;
-``video``: depth videos (midas_service/video/command.py)."""
+"""``midas-depth`` (or ``python -m midas_service``): ``predict`` writes depth maps for files and
+folders, as the service answers them; ``export`` writes the model files; ``video`` writes depth
+videos (midas_service/video/command.py)."""
 
 from __future__ import annotations
 
@@ -95,10 +96,16 @@ def parse_save(value: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m midas_service",
+        prog="midas-depth",
         description="Relative depth maps with MiDaS v2.1 small, on the CPU.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    # Parsed by the export side itself (main), so predict never imports it.
+    commands.add_parser(
+        "export",
+        help="export the model to TorchScript and ONNX (needs requirements-export.txt)",
+        add_help=False,
+    )
     predict = commands.add_parser(
         "predict",
         help="depth maps for image files and folders",
@@ -234,6 +241,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        from midas_service.export.command import main as export
+
+        return export(argv[1:], prog="midas-depth export")
     cv2.setNumThreads(1)
     args = build_parser().parse_args(argv)
     if args.command == "video":

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from midas_service.images.visualize import COLORMAPS, DEFAULT_COLORMAP
+from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
 from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS
 
@@ -139,8 +139,8 @@ class Settings:
             raise ConfigError(f"MIDAS_PRECISION must be one of {', '.join(PRECISIONS)}")
         if not 0 <= self.max_deviation <= 1:
             raise ConfigError("MIDAS_MAX_DEVIATION must be between 0 and 1 (a share of range)")
-        if self.colormap not in COLORMAPS:
-            raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAPS)}")
+        if self.colormap not in COLORMAP_NAMES:
+            raise ConfigError(f"MIDAS_COLORMAP must be one of {', '.join(COLORMAP_NAMES)}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("MIDAS_THREADS must be at least 1")
         if self.max_upload_mb <= 0 or self.max_pixels < 1:

@@ -40,10 +40,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
+from devtools.support import export_model, photo_640x480_jpeg  # noqa: E402
 from midas_service.config import Settings  # noqa: E402
 from midas_service.images import encode, visualize  # noqa: E402
 from midas_service.images.decode import decode_image  # noqa: E402
-from midas_service.inference.engines import BACKENDS, available_cpus, load_engine  # noqa: E402
+from midas_service.inference.engines import (  # noqa: E402
+    BACKENDS,
+    DEFAULT_BACKEND,
+    available_cpus,
+    load_engine,
+)
 from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
 from midas_service.inference.precision import (  # noqa: E402
     PrecisionRefused,
@@ -56,8 +63,6 @@ from midas_service.inference.preprocess import (  # noqa: E402
     network_size,
     to_network_input,
 )
-from tests.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
-from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("bench")
 SIZES = {"256x256": (256, 256), "256x192": (192, 256)}  # label WxH -> (h, w)
@@ -342,7 +347,7 @@ def visit_every_shape(url: str, workers: int) -> None:
 
 
 # TorchScript's OpenMP waiting, for comparison with the default (Intel OpenMP, KMP_BLOCKTIME=1,
-# which tests/servers.py sets like scripts/serve.sh): GNU OpenMP spinning or passive.
+# which devtools/servers.py sets like scripts/serve.sh): GNU OpenMP spinning or passive.
 OPENMP_OPTIONS = {
     "gomp": {"LD_PRELOAD": "", "OMP_WAIT_POLICY": "ACTIVE"},
     "passive": {"LD_PRELOAD": "", "OMP_WAIT_POLICY": "PASSIVE"},
@@ -379,7 +384,7 @@ def measure_layout(
     jpeg = jpeg_path.read_bytes()
     workers, threads, env = parse_layout(layout, args.backend)
     # The same photo again and again: without this the result cache would answer, not the model.
-    # The production queue timeout, not the lenient one tests/servers.py gives a busy CI machine.
+    # The production queue timeout, not the lenient one devtools/servers.py gives a busy CI machine.
     env.update(MIDAS_CACHE_MB="0", MIDAS_QUEUE_TIMEOUT_S=str(Settings.queue_timeout_s))
     row: dict[str, object] = {
         "layout": layout,
@@ -573,7 +578,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="exported .pt (default: export random weights)")
-    parser.add_argument("--backend", default="torchscript", choices=BACKENDS)
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     parser.add_argument(
         "--layouts",
         default="2x2,2x2+onnxruntime,2x2+openvino,2x2+openvino+bf16,2x2+fixed,1x2,2x1,"

@@ -1,92 +1,17 @@
-"""Export MiDaS v2.1 small to TorchScript (and ONNX) with a self-check against the eager model.
+"""Export the model: the same as ``midas-depth export`` (midas_service/export/command.py).
 
 python scripts/export_torchscript.py --output models/midas_small.pt            # official weights
-python scripts/export_torchscript.py --weights midas_v21_small_256.pt --output models/midas_small.pt
 python scripts/export_torchscript.py --random-weights --output models/midas_small.pt  # untrained!
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from midas_service.export.exporter import ExportCheckFailed, export_all
-from midas_service.export.weights import (
-    OFFICIAL_URL,
-    WeightsError,
-    cache_dir,
-    obtain_checkpoint,
-    random_checkpoint,
-)
-
-log = logging.getLogger("export_torchscript")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--weights", type=Path, help="local checkpoint (state dict or {'model': ...})"
-    )
-    source.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="random weights of the official layout: meaningless depth, for tests and smoke runs",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
-    parser.add_argument(
-        "--sha256", help="expected SHA-256 of the checkpoint (or MIDAS_WEIGHTS_SHA256)"
-    )
-    parser.add_argument(
-        "--url", default=OFFICIAL_URL, help="download address (default: official release)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="download cache (default: MIDAS_CACHE_DIR or ~/.cache/midas-service)",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        required=True,
-        help="TorchScript file to write; must end in .pt (the .onnx file is written beside it)",
-    )
-    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX file beside --output")
-    args = parser.parse_args(argv)
-    if args.output.suffix != ".pt":
-        # The service finds model.pt and model.onnx side by side (engine.model_file).
-        parser.error(
-            f"--output must end in .pt, got {str(args.output)!r}: the service opens "
-            "<name>.pt (TorchScript) and <name>.onnx beside it"
-        )
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        if args.random_weights:
-            log.warning("random weights: the exported model gives MEANINGLESS depth")
-            checkpoint = random_checkpoint(args.seed)
-        else:
-            checkpoint = obtain_checkpoint(
-                args.weights, args.sha256, args.url, args.cache_dir or cache_dir()
-            )
-        onnx_output = None if args.no_onnx else args.output.with_suffix(".onnx")
-        export_all(checkpoint, args.output, onnx_output)
-    except (WeightsError, ExportCheckFailed) as exc:
-        log.error("%s", exc)
-        return 1
-    return 0
-
+from midas_service.export.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and start the service on http://127.0.0.1:8000 (Gunicorn; see README for nginx).
+# Set up and start the service on http://127.0.0.1:8000 (Gunicorn; see docs/operations.md for nginx).
 #   ./scripts/serve.sh                          # official weights (downloaded once, cached)
 #   MIDAS_WEIGHTS_FILE=path/to/midas_v21_small_256.pt ./scripts/serve.sh
 #   MIDAS_RANDOM_WEIGHTS=1 ./scripts/serve.sh   # offline smoke run: MEANINGLESS depth

@@ -41,8 +41,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import gunicorn, nginx  # noqa: E402
-from tests.support import export_model, photo_640x480_jpeg  # noqa: E402
+from devtools.servers import gunicorn, nginx, worker_pids  # noqa: E402
+from devtools.support import export_model, photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("soak")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -120,21 +120,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def worker_rss(master_pid: int) -> dict[int, int]:
-    """{pid: RSS bytes} of the master's children, read from /proc."""
+    """{pid: RSS bytes} of the master's workers, read from /proc."""
     rss = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in worker_pids(master_pid):
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid != master_pid:
-                continue
-            for line in (entry / "status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    rss[int(entry.name)] = int(line.split()[1]) * 1024
+                    rss[pid] = int(line.split()[1]) * 1024
         except (OSError, ValueError, IndexError):
-            continue
+            continue  # the worker exited meanwhile
     return rss
 
 

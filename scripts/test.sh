@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything and run the checks: shellcheck, ruff, then the whole pytest suite. With
+# Set up everything and run the checks: shellcheck, ruff, mypy, then the whole pytest suite. With
 # CI=true (or MIDAS_SMOKE_FRESH=1) it first proves the README's start command on a fresh clone
 # with a brand-new HOME (scripts/smoke_fresh_machine.sh, ~2 minutes).
 #   ./scripts/test.sh [pytest args]
@@ -16,4 +16,5 @@ cd "$PROJECT_ROOT"
 shellcheck scripts/*.sh .ci/run
 ruff check .
 ruff format --check .
+mypy
 python -m pytest "$@"

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from midas_service.inference.engines import BACKENDS
-from tests.support import export_model, photo_640x480_jpeg
+from devtools.support import export_model, photo_640x480_jpeg
+from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
 
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -63,17 +63,15 @@ def range_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(got.astype(np.float64) - expected).max()) / span
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def loaded_app(request: pytest.FixtureRequest, model_path: Path):
-    """The Flask app from the factory with the random-weights model loaded (no Gunicorn), once
-    per backend: every in-process web test runs on TorchScript (the default) and ONNX Runtime."""
+def load_app(model_path: Path, backend: str):
+    """The Flask app from the factory with the random-weights model loaded (no Gunicorn)."""
     from midas_service.config import Settings
     from midas_service.web import create_app
 
     # No result cache: these tests exercise the pipeline (tests/test_cache.py tests the cache).
     settings = Settings(
         model_path=model_path,
-        backend=request.param,
+        backend=backend,
         allow_untrained=True,
         warmup_runs=1,
         max_upload_mb=2,
@@ -86,8 +84,26 @@ def loaded_app(request: pytest.FixtureRequest, model_path: Path):
     return app
 
 
+@pytest.fixture(scope="session")
+def app(model_path: Path):
+    """The app on the default backend: for tests of parsing, refusals, documents and headers,
+    whose answers do not depend on which engine computes."""
+    return load_app(model_path, DEFAULT_BACKEND)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def loaded_app(request: pytest.FixtureRequest, model_path: Path, app):
+    """The app once per backend: for tests that compare what the engine computed."""
+    return app if request.param == DEFAULT_BACKEND else load_app(model_path, request.param)
+
+
 @pytest.fixture
-def client(loaded_app):
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def backend_client(loaded_app):
     return loaded_app.test_client()
 
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT
+from devtools.support import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench

@@ -27,8 +27,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.servers import gunicorn, nginx, nginx_proxy
-from tests.support import ROOT, photo_640x480_jpeg
+from devtools.servers import gunicorn, nginx, nginx_proxy
+from devtools.support import ROOT, photo_640x480_jpeg
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -13,6 +13,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
+from devtools.servers import gunicorn, redis_server
 from midas_service.config import Settings
 from midas_service.web import create_app
 from midas_service.web.cache import (
@@ -23,7 +24,6 @@ from midas_service.web.cache import (
     model_identity,
     result_key,
 )
-from tests.servers import gunicorn, redis_server
 
 OPTIONS = {"output": "heatmap", "format": "jpeg", "colormap": "inferno"}
 

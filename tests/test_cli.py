@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from tests.support import ROOT
+from devtools.support import ROOT
 
 
 def run_cli(*args, env=None):

@@ -93,7 +93,7 @@ def run_script(*args):
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "measure_deviation.py"), *map(str, args)],

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import requests
 
+from devtools.servers import gunicorn, nginx, wait_for
+from devtools.support import metric, post_jpeg
 from midas_service.inference.engines import BACKENDS
-from tests.servers import gunicorn, nginx, wait_for
-from tests.support import metric, post_jpeg
 
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
 

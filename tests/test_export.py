@@ -105,7 +105,7 @@ def test_export_refuses_an_output_name_it_would_not_honour(tmp_path, name):
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     result = subprocess.run(
         [

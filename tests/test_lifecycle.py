@@ -1,6 +1,6 @@
 """Real Gunicorn: fail-fast start, lossless stop (SIGTERM) and reload (SIGHUP), load shedding.
 
-What the stop and reload tests count (tests/load.py): every request of 4 clients posting back to
+What the stop and reload tests count (devtools/load.py): every request of 4 clients posting back to
 back ends as an HTTP answer, ``refused`` (connect() found no listening socket: the request never
 reached the service) or ``reset`` (it reached the socket and was dropped: lost). Lossless means
 no reset, no timeout, every answer 200, and refusals only once the drain is over.
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.load import SteadyLoad, burst, post_once, summary
-from tests.servers import gunicorn, wait_for_every_worker, worker_pids
-from tests.support import metric
+from devtools.load import SteadyLoad, burst, post_once, summary
+from devtools.servers import gunicorn, wait_for_every_worker, worker_pids
+from devtools.support import metric
 
 DRAIN_S = 2.0
 # These tests watch the compute path: one photo sent again and again must not come from the
@@ -227,7 +227,7 @@ def test_burst_at_c64_is_served_or_refused_at_once(model_path, tmp_path, jpeg_64
     assert len(served) >= 8 and refused, report  # the burst did overload, and work went on
     assert all(r.status == 503 and r.code == "overloaded" for r in refused), report
     assert all(r.retry_after == "1" for r in refused)
-    # Documented bounds (README "Stop, reload and overload"): an admitted request starts
+    # Documented bounds (docs/operations.md "Stop, reload and overload"): an admitted request starts
     # within the queue timeout (1 s), as the worker measures it (Server-Timing "queue"), then
     # takes its own work; a refusal comes within the queue timeout. The client-side margins
     # are for this shared 2-core machine, where the 64 client threads compete too.

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.servers import TlsFiles, free_port, gunicorn, nginx_proxy
-from tests.support import post_jpeg
+from devtools.servers import TlsFiles, free_port, gunicorn, nginx_proxy
+from devtools.support import post_jpeg
 
 HSTS = "max-age=31536000"
 

@@ -17,9 +17,9 @@ import pytest
 import requests
 from PIL import Image
 
+from devtools.servers import gunicorn
 from midas_service.images.encode import from_pfm
 from midas_service.images.output_limits import output_refusal
-from tests.servers import gunicorn
 
 
 def texture(width: int, height: int) -> np.ndarray:
@@ -94,10 +94,10 @@ answers = importlib.import_module("midas_service.answer")  # where /predict deco
 
 
 @pytest.fixture
-def spied(loaded_app, monkeypatch):
+def spied(app, monkeypatch):
     """The test client, plus how many decodes and inferences each request cost."""
     calls = {"decode": 0, "infer": 0}
-    estimator = loaded_app.extensions["midas_runtime"].estimator
+    estimator = app.extensions["midas_runtime"].estimator
     real_decode, real_predict = answers.decode_pixels, estimator.predict
 
     def decode(*args, **kwargs):
@@ -110,7 +110,7 @@ def spied(loaded_app, monkeypatch):
 
     monkeypatch.setattr(answers, "decode_pixels", decode)
     monkeypatch.setattr(estimator, "predict", predict)
-    return loaded_app.test_client(), calls
+    return app.test_client(), calls
 
 
 def post(client, body: bytes, output: str, fmt: str):

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from devtools.servers import gunicorn
 from midas_service.web.unread_body import DiscardUnreadBody
-from tests.servers import gunicorn
 
 MB = 1024 * 1024
 # MIDAS_MAX_UPLOAD_MB of the server under test (the default); the drain bound is twice that.

@@ -12,13 +12,13 @@ import re
 import numpy as np
 import pytest
 
+from devtools.servers import gunicorn
 from midas_service.config import ConfigError, Settings
 from midas_service.inference import precision
 from midas_service.inference.deviation import Deviation
 from midas_service.inference.engines import load_engine
 from midas_service.inference.precision import PrecisionRefused, check_precision, cpu_flags
 from midas_service.inference.runtime import ModelRuntime, load_worker_engine, measure_against_fp32
-from tests.servers import gunicorn
 
 CPU_HAS_BF16 = precision.has_bf16_units(cpu_flags())
 needs_no_bf16 = pytest.mark.skipif(CPU_HAS_BF16, reason="this CPU has bf16 units")
@@ -211,7 +211,7 @@ def run_cli(*args, **env):
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     return subprocess.run(
         [sys.executable, "-m", "midas_service", *map(str, args)],

@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
+from devtools.support import ROOT
 from midas_service.inference.engines import load_engine
-from tests.support import ROOT
 
 
 def run_quantize(model, *args: str) -> subprocess.CompletedProcess:

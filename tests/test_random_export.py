@@ -1,8 +1,8 @@
 import subprocess
 import sys
 
+from devtools.support import ROOT
 from midas_service.inference.engines import BACKENDS, load_engine
-from tests.support import ROOT
 
 
 def test_random_weights_export_is_marked_untrained(random_model_path):

@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from devtools.support import ROOT
 from midas_service.export.network import build_model
 from midas_service.export.weights import read_state_dict
 from tests.conftest import PHOTO_NAMES, range_error
-from tests.support import ROOT
 
 
 def reference_size(height: int, width: int) -> tuple[int, int]:
@@ -81,14 +81,14 @@ def test_predict_matches_the_reference_pipeline(name, weights_file, photo_dir, p
     assert range_error(got, expected) <= 1e-3
 
 
-def test_http_depth_matches_the_reference_pipeline(client, weights_file, photo_dir):
+def test_http_depth_matches_the_reference_pipeline(backend_client, weights_file, photo_dir):
     import io
 
     model = build_model()
     model.load_state_dict(read_state_dict(weights_file), strict=True)
     path = photo_dir / "astronaut.png"
     expected = reference_depth(model, str(path))
-    response = client.post(
+    response = backend_client.post(
         "/predict?output=depth", data=path.read_bytes(), content_type="image/png"
     )
     got = np.load(io.BytesIO(response.data))

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import requests
 
+from devtools.servers import free_port, running, wait_for, wait_for_every_worker, worker_pids
 from tests.dockerfile import (
     ROOT,
     copy_sources,
@@ -35,7 +36,6 @@ from tests.dockerfile import (
     stages,
 )
 from tests.runtime_venv import as_user, ensure_runtime_venv, pip_steps
-from tests.servers import free_port, running, wait_for, wait_for_every_worker, worker_pids
 
 # Creating the venv the first time takes minutes (several GB of local wheels).
 pytestmark = pytest.mark.timeout(1800)

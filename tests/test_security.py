@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 
+from devtools.servers import gunicorn, nginx
 from midas_service.config import ConfigError, Settings
 from midas_service.web import create_app
-from tests.servers import gunicorn, nginx
 
 KEYS = ("first-key-0123", "second-key-4567")
 ORIGIN = "https://depth.example.org"

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+from devtools.support import ROOT
 from midas_service.images import visualize
 from midas_service.images.decode import decode_image
 from midas_service.inference.engines import load_engine
@@ -31,7 +32,6 @@ from midas_service.video.limits import VideoLimits
 from midas_service.video.reader import fit_side, rotation_of
 from midas_service.video.scale import RunningRange
 from midas_service.video.writer import DEPTH_CODE_MAX, read_depth_range
-from tests.support import ROOT
 from tests.video_clips import (
     audio_packets,
     decoded_frames,

@@ -28,10 +28,12 @@ def assert_json_error(response, status: int, code: str) -> None:
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-def test_raw_body_and_multipart_give_the_same_heatmap(client, jpeg_640x480):
-    raw = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
-    octet = client.post("/predict", data=jpeg_640x480, content_type="application/octet-stream")
-    form = client.post(
+def test_raw_body_and_multipart_give_the_same_heatmap(backend_client, jpeg_640x480):
+    raw = backend_client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+    octet = backend_client.post(
+        "/predict", data=jpeg_640x480, content_type="application/octet-stream"
+    )
+    form = backend_client.post(
         "/predict",
         data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg")},
         content_type="multipart/form-data",
@@ -95,8 +97,8 @@ def test_request_id_is_echoed_or_generated(client, jpeg_640x480):
     assert len(hostile.headers["X-Request-ID"]) == 32
 
 
-def test_server_timing_names_each_stage(client, jpeg_640x480):
-    response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+def test_server_timing_names_each_stage(backend_client, jpeg_640x480):
+    response = backend_client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
     parts = [part.strip() for part in response.headers["Server-Timing"].split(",")]
     names = [part.split(";")[0] for part in parts]
     assert names == [
@@ -110,7 +112,7 @@ def test_server_timing_names_each_stage(client, jpeg_640x480):
         "total",
     ]
     # Alone in its process (no other worker computing), a request gets every thread.
-    threads = client.application.extensions["midas_runtime"].estimator.engine.threads
+    threads = backend_client.application.extensions["midas_runtime"].estimator.engine.threads
     assert parts[0] == f"threads;desc={threads}"
 
 
@@ -175,14 +177,14 @@ def test_each_error_is_json_and_the_next_request_works(client, jpeg_640x480):
         )
 
 
-def test_an_internal_error_is_a_json_500_without_traceback(loaded_app, jpeg_640x480, monkeypatch):
-    runtime = loaded_app.extensions["midas_runtime"]
+def test_an_internal_error_is_a_json_500_without_traceback(app, jpeg_640x480, monkeypatch):
+    runtime = app.extensions["midas_runtime"]
 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(runtime.estimator, "predict", explode)
-    client = loaded_app.test_client()
+    client = app.test_client()
     response = client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
     assert_json_error(response, 500, "internal_error")
     assert "secret internal detail" not in response.get_data(as_text=True)
@@ -225,10 +227,10 @@ def test_untrained_model_is_refused_unless_allowed(random_model_path):
     assert client.get("/readyz").status_code == 503
 
 
-def test_readyz_reports_model_metadata(client, weights_file):
+def test_readyz_reports_model_metadata(backend_client, weights_file):
     from midas_service.export.weights import sha256_of
 
-    info = client.get("/readyz").get_json()
+    info = backend_client.get("/readyz").get_json()
     assert info["ready"] is True and info["threads"] >= 1
     assert info["metadata"]["weights_sha256"] == sha256_of(weights_file)
     assert info["metadata"]["input_rule"] and info["metadata"]["torch_version"]
@@ -343,7 +345,7 @@ def depth_of(client, data: bytes) -> np.ndarray:
 
 
 def expected_heatmap(depth: np.ndarray, colormap: str) -> np.ndarray:
-    """Min-max to 0..255 as the README says, then OpenCV's own colormap (BGR)."""
+    """Min-max to 0..255 (docs/performance.md, the upload page), then OpenCV's colormap (BGR)."""
     gray = np.rint((depth - depth.min()) / (depth.max() - depth.min()) * 255).astype(np.uint8)
     if colormap == "gray":
         return np.repeat(gray[..., None], 3, axis=2)
@@ -358,9 +360,9 @@ def assert_close_picture(got: np.ndarray, expected: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("colormap", ["inferno", "magma", "viridis", "turbo", "plasma", "gray"])
-def test_heatmap_is_opencvs_colormap_of_the_depth(client, jpeg_640x480, colormap):
-    depth = depth_of(client, jpeg_640x480)
-    response = client.post(
+def test_heatmap_is_opencvs_colormap_of_the_depth(backend_client, jpeg_640x480, colormap):
+    depth = depth_of(backend_client, jpeg_640x480)
+    response = backend_client.post(
         f"/predict?format=png&colormap={colormap}", data=jpeg_640x480, content_type="image/jpeg"
     )
     assert response.status_code == 200
@@ -378,10 +380,10 @@ def test_each_colormap_gives_different_pixels(client, jpeg_640x480):
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
-def test_side_is_the_photo_then_its_heatmap(client, jpeg_640x480, fmt):
+def test_side_is_the_photo_then_its_heatmap(backend_client, jpeg_640x480, fmt):
     photo = cv2.imdecode(np.frombuffer(jpeg_640x480, np.uint8), cv2.IMREAD_COLOR)  # BGR
-    depth = depth_of(client, jpeg_640x480)
-    response = client.post(
+    depth = depth_of(backend_client, jpeg_640x480)
+    response = backend_client.post(
         f"/predict?output=side&format={fmt}&colormap=viridis",
         data=jpeg_640x480,
         content_type="image/jpeg",
@@ -398,11 +400,11 @@ def test_side_is_the_photo_then_its_heatmap(client, jpeg_640x480, fmt):
         assert np.abs(right.astype(int) - expected_heatmap(depth, "viridis")).mean() < 4
 
 
-def test_near_is_bright_for_a_depth_map_we_choose(loaded_app, jpeg_640x480, monkeypatch):
-    runtime = loaded_app.extensions["midas_runtime"]
+def test_near_is_bright_for_a_depth_map_we_choose(app, jpeg_640x480, monkeypatch):
+    runtime = app.extensions["midas_runtime"]
     ramp = np.tile(np.linspace(0.0, 3.0, 640, dtype=np.float32), (480, 1))  # near on the right
     monkeypatch.setattr(runtime.estimator, "predict", lambda rgb, times=None: ramp)
-    response = loaded_app.test_client().post(
+    response = app.test_client().post(
         "/predict?format=png", data=jpeg_640x480, content_type="image/jpeg"
     )
     picture = decode(response.data)
@@ -410,14 +412,14 @@ def test_near_is_bright_for_a_depth_map_we_choose(loaded_app, jpeg_640x480, monk
     assert (picture[:, 0] == (4, 0, 0)).all()  # inferno's 0: nearly black
 
 
-def test_every_depth_format_holds_the_npy_numbers(client, jpeg_640x480):
+def test_every_depth_format_holds_the_npy_numbers(backend_client, jpeg_640x480):
     from midas_service.images.encode import from_pfm
 
-    depth = depth_of(client, jpeg_640x480)
+    depth = depth_of(backend_client, jpeg_640x480)
     assert depth.shape == (480, 640) and depth.max() > depth.min()
 
     def fetch(fmt: str) -> bytes:
-        response = client.post(
+        response = backend_client.post(
             f"/predict?output=depth&format={fmt}", data=jpeg_640x480, content_type="image/jpeg"
         )
         assert response.status_code == 200
@@ -501,7 +503,7 @@ def test_upload_page_refuses_an_unknown_colormap_like_predict(client, jpeg_640x4
 
 
 def readme_error_codes() -> dict[str, tuple[int, str]]:
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     text = (ROOT / "README.md").read_text()
     section = text.split("### Error codes", 1)[1].split("\n\n#", 1)[0]
@@ -528,12 +530,12 @@ def test_openapi_lists_every_error_code_under_its_status(client):
 
 
 def test_every_code_the_source_sends_is_in_the_table():
+    from devtools.support import ROOT
     from midas_service.answer import OutputTooLarge
     from midas_service.images import decode
-    from midas_service.web.errors import DOMAIN_ERRORS, ERROR_CODES, HTTP_ERRORS
-    from tests.support import ROOT
+    from midas_service.web.errors import ERROR_CODES, ERRORS, HTTP_ERRORS
 
-    sent = set(DOMAIN_ERRORS.values()) | set(HTTP_ERRORS.values())
+    sent = set(ERRORS.values()) | set(HTTP_ERRORS.values())
     for path in (ROOT / "midas_service").rglob("*.py"):
         source = path.read_text()
         sent |= set(re.findall(r'\bcode = "(\w+)"', source))
@@ -544,4 +546,4 @@ def test_every_code_the_source_sends_is_in_the_table():
     assert sent <= set(ERROR_CODES)
     subclasses = set(decode.ImageError.__subclasses__())
     # no domain error falls through to a generic code
-    assert subclasses | {OutputTooLarge} == set(DOMAIN_ERRORS)
+    assert subclasses | {OutputTooLarge} <= set(ERRORS)

@@ -56,7 +56,7 @@ def unpadded_stride2_convs(model: MidasSmall) -> MidasSmall:
 
     timm's ``Conv2dSame`` copies the activation into a zero-filled, padded tensor before each of
     the encoder's five stride-2 convolutions; those copies cost ~9 % of the traced network
-    (README "Performance"). On an even-sized input, TensorFlow "same" padding of a k x k
+    (docs/performance.md). On an even-sized input, TensorFlow "same" padding of a k x k
     stride-2 convolution (k odd) is (k-3)/2 zeros before and (k-1)/2 after. A (k+1) x (k+1)
     kernel whose first row and column are zero, with (k-1)/2 zeros on both sides, reads exactly
     the same pixels with the same weights. Every stride-2 layer sees an even size, because the

@@ -5,18 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
+
+# Name -> OpenCV colormap code; None = gray (no colormap).
 COLORMAPS: dict[str, int | None] = {
-    "inferno": cv2.COLORMAP_INFERNO,
-    "magma": cv2.COLORMAP_MAGMA,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "turbo": cv2.COLORMAP_TURBO,
-    "plasma": cv2.COLORMAP_PLASMA,
-    "gray": None,
+    name: None if name == "gray" else getattr(cv2, f"COLORMAP_{name.upper()}")
+    for name in COLORMAP_NAMES
 }
-DEFAULT_COLORMAP = "inferno"
 
 
-CV_DEPTHS = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
+CV_DEPTHS: dict[type, int] = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}
 
 
 def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
@@ -28,7 +26,8 @@ def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
     span = high - low
     if span <= 0 or not np.isfinite(span):
         return np.zeros(depth.shape, dtype=dtype)
-    return cv2.normalize(depth, None, 0, top, cv2.NORM_MINMAX, dtype=CV_DEPTHS[dtype])
+    # OpenCV's stubs have no overload for dst=None, which makes it allocate the output.
+    return cv2.normalize(depth, None, 0, top, cv2.NORM_MINMAX, dtype=CV_DEPTHS[dtype])  # type: ignore[call-overload]
 
 
 def heatmap(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:

@@ -3,8 +3,8 @@
 A lone request runs on every thread (MIDAS_THREADS, normally every core): the lowest latency.
 When other workers compute at the same time, each request takes its share of the cores instead,
 because the thread teams of several workers on the same cores wait on each other's preempted
-threads: two processes on 2 cores ran 28.3 inferences/s with 2 threads each and 32.8 with 1
-each (README "Performance"). A TorchScript module keeps the thread count its oneDNN partitions
+threads, and one team each on its share runs more inferences per second (docs/performance.md).
+A TorchScript module keeps the thread count its oneDNN partitions
 were compiled with, so the worker holds one engine per count (:func:`thread_counts`) and picks
 one for each inference (:func:`threads_for_next_inference`).
 

@@ -1,12 +1,12 @@
 """How TorchScript workers' OpenMP threads wait, when several workers share the cores.
 
 PyPI's torch uses GNU OpenMP, whose idle threads spin: with 2 workers x 2 threads on 2 cores the
-spinning threads of one worker starve the other (8.9 req/s at c=4 against 23 for ONNX Runtime).
-``OMP_WAIT_POLICY=PASSIVE`` fixes throughput but costs a lone request ~30 %. Intel OpenMP
+spinning threads of one worker starve the other. ``OMP_WAIT_POLICY=PASSIVE`` fixes throughput
+but slows a lone request (docs/performance.md has the numbers). Intel OpenMP
 (PyPI ``intel-openmp``) preloaded with ``KMP_BLOCKTIME=1`` (spin for 1 ms, then sleep) keeps
 both: a lone request as fast as spinning, concurrent requests without starvation. The preload
 must be in the environment of the process that starts Gunicorn (``scripts/serve.sh``, the
-image's ``ENV``, ``tests/servers.py``); this module computes that environment and reports which
+image's ``ENV``, ``devtools/servers.py``); this module computes that environment and reports which
 runtime a worker really got.
 
     eval "$(python -m midas_service.inference.openmp)"   # prints export lines for a shell

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -47,10 +48,13 @@ class StageTimes:
     postprocess: float = 0.0
 
 
-class DepthEstimator:
+EngineT = TypeVar("EngineT", bound=Engine)
+
+
+class DepthEstimator(Generic[EngineT]):
     """The reference MiDaS pipeline around one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineT) -> None:
         self.engine = engine
 
     def predict(self, rgb: np.ndarray, times: StageTimes | None = None) -> np.ndarray:

@@ -32,7 +32,9 @@ def _fit_side(scaled: float) -> int:
 def to_network_input(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) float32 RGB in [0, 1] -> contiguous (1, 3, h, w) float32 network input."""
     height, width = network_size(*rgb.shape[:2])
-    resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
+    resized = np.asarray(
+        cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC), np.float32
+    )
     resized -= IMAGENET_MEAN
     resized /= IMAGENET_STD
     return np.ascontiguousarray(resized.transpose(2, 0, 1)[np.newaxis])

@@ -24,7 +24,8 @@ from midas_service.inference.engines import (
     load_engine,
     refuse_untrained,
 )
-from midas_service.inference.pipeline import DepthEstimator
+from midas_service.inference.pipeline import DepthEstimator, check_finite
+from midas_service.inference.preprocess import to_network_input
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,13 @@ class WorkerEngine:
         self.last_threads = threads
         return self._thread.submit(self.engines[threads].infer, batch).result()
 
-    def pinned(self, threads: int) -> Engine:
-        """This engine, always at ``threads``: the warm-up compiles every count."""
-        return _Pinned(self, threads)
-
-
-class _Pinned:
-    def __init__(self, engine: WorkerEngine, threads: int) -> None:
-        self.engine, self.threads = engine, threads
-        self.backend, self.metadata = engine.backend, engine.metadata
-        self.precision = engine.precision
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.engine.infer(batch, self.threads)
+    def warm_up(self, runs: int) -> None:
+        """``runs`` inferences with every engine, on the inference thread that will serve
+        (each thread count compiles its own oneDNN kernels); NonFiniteDepth if one is broken."""
+        batch = to_network_input(np.full((480, 640, 3), 0.5, dtype=np.float32))
+        for threads in self.counts:
+            for _ in range(runs):
+                check_finite(self.infer(batch, threads)[0])
 
 
 def load_worker_engine(settings: Settings) -> WorkerEngine:
@@ -139,7 +134,7 @@ class ModelRuntime:
         self.on_failure = on_failure  # e.g. stop the worker: a model that failed stays failed
         self.measure_deviation = measure_deviation
         self.deviation: deviation.Deviation | None = None  # from fp32; measured if not fp32
-        self._estimator: DepthEstimator | None = None
+        self._estimator: DepthEstimator[WorkerEngine] | None = None
         self._ready = threading.Event()
         self._finished = threading.Event()  # set after success and after failure
         self._lock = threading.Lock()
@@ -156,7 +151,7 @@ class ModelRuntime:
         return self.ready
 
     @property
-    def estimator(self) -> DepthEstimator:
+    def estimator(self) -> DepthEstimator[WorkerEngine]:
         if not self._ready.is_set() or self._estimator is None:
             reason = "the model failed to load" if self.error else "the model is still loading"
             raise ModelNotReady(reason)
@@ -182,16 +177,13 @@ class ModelRuntime:
                 engine = load_worker_engine(settings)
                 refuse_untrained(settings.model_path, engine.metadata, settings.allow_untrained)
                 if engine.precision != "fp32":
-                    self.deviation = self.measure_deviation(settings, engine.pinned(engine.threads))
+                    measured = engine.engines[engine.threads]
+                    self.deviation = self.measure_deviation(settings, measured)
                     log.info("%s deviation from fp32: %s", engine.precision, self.deviation)
                     deviation.enforce_bound(
                         self.deviation, settings.max_deviation, engine.precision
                     )
-                warm_image = np.full((480, 640, 3), 0.5, dtype=np.float32)
-                for threads in engine.counts:  # each count compiles its own oneDNN kernels
-                    warming = DepthEstimator(engine.pinned(threads))
-                    for _ in range(settings.warmup_runs):
-                        warming.predict(warm_image)
+                engine.warm_up(settings.warmup_runs)
                 estimator = DepthEstimator(engine)
             except Exception as exc:
                 self.error = f"model failed to load: {exc}"

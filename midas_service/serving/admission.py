@@ -1,7 +1,7 @@
 """A worker's compute turns: one request decodes, infers and encodes at a time; a few wait, briefly.
 
-Extra load used to queue without bound (c=64: p50 2.8 s for ~0.1 s of work). Now a request that
-cannot start within MIDAS_QUEUE_TIMEOUT_S, or that finds MIDAS_MAX_WAITING requests already
+Extra load must not queue without bound, or every request waits for all earlier ones. A request
+that cannot start within MIDAS_QUEUE_TIMEOUT_S, or that finds MIDAS_MAX_WAITING requests already
 waiting, is refused at once with ``Overloaded`` (the web layer answers 503 + Retry-After), so
 the requests that are admitted keep a bounded latency: queue timeout + their own work.
 

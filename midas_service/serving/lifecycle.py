@@ -27,7 +27,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from midas_service.config import Settings
@@ -46,7 +45,8 @@ log = logging.getLogger(__name__)
 # workers), byte 1 = a worker's model failed to load (set by that worker for the master).
 _SHARED = mmap.mmap(-1, 2)
 DRAINING, BOOT_FAILED = 0, 1
-_model_failure_handlers: list[Callable[[str], None]] = []
+# The Gunicorn worker's logger once this process serves as a MidasWorker (enter_worker).
+_worker_log: logging.Logger | None = None
 
 
 def draining() -> bool:
@@ -63,15 +63,18 @@ def report_boot_failure() -> None:
     os.kill(os.getppid(), signal.SIGTERM)
 
 
-def on_model_failure(handler: Callable[[str], None]) -> None:
-    """Register what to do when this process's model fails to load (the worker exits)."""
-    _model_failure_handlers.append(handler)
+def enter_worker(worker_log: logging.Logger) -> None:
+    """From MidasWorker.init_process: a model that fails to load here stops the service."""
+    global _worker_log
+    _worker_log = worker_log
 
 
 def model_failed(message: str) -> None:
-    """Called by the runtime; without a registered handler (tests, flask run) nothing happens."""
-    for handler in _model_failure_handlers:
-        handler(message)
+    """Called by the runtime. In a Gunicorn worker the master then halts with exit code 3;
+    elsewhere (tests, ``flask run``) nothing happens: /healthz and the 503s say it."""
+    if _worker_log is not None:
+        _worker_log.error("stopping the service: %s", message)
+        report_boot_failure()
 
 
 def check_model_file(settings: Settings) -> None:

@@ -26,13 +26,8 @@ from midas_service.serving import admission, lifecycle
 
 class MidasWorker(ThreadWorker):
     def init_process(self) -> None:
-        lifecycle.on_model_failure(self.fail_boot)
+        lifecycle.enter_worker(self.log)
         super().init_process()
-
-    def fail_boot(self, message: str) -> None:
-        """Called from the model-loading thread; the master then stops every worker."""
-        self.log.error("stopping the service: %s", message)
-        lifecycle.report_boot_failure()
 
     def enqueue_req(self, conn: TConn) -> None:
         conn.enqueued_at = time.monotonic()

@@ -23,7 +23,8 @@ from midas_service.web.page import page
 from midas_service.web.security import install_security
 from midas_service.web.unread_body import DiscardUnreadBody
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent
+SOURCE_TREE = PACKAGE.parent  # templates/ and static/ sit at the top of the repository
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     configure_logging(settings.log_level)
     app = Flask(
         __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        template_folder=str(asset_folder("templates")),
+        static_folder=str(asset_folder("static")),
     )
     app.config.update(
         MIDAS_SETTINGS=settings,
@@ -63,11 +64,20 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     _install_request_hooks(app)
     install_security(app, settings)  # after the request ids: its 401s carry one
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
-    app.wsgi_app = DiscardUnreadBody(app.wsgi_app, bound=2 * settings.max_upload_bytes)
+    # Flask's documented middleware hook, which mypy sees as assigning to a method.
+    app.wsgi_app = DiscardUnreadBody(  # type: ignore[method-assign]
+        app.wsgi_app, bound=2 * settings.max_upload_bytes
+    )
     overload.install(app, settings)
     if load_model:
         runtime.start()
     return app
+
+
+def asset_folder(name: str) -> Path:
+    """``templates`` or ``static``: package data when installed, else the source tree's."""
+    installed = PACKAGE / name
+    return installed if installed.is_dir() else SOURCE_TREE / name
 
 
 def _install_request_hooks(app: Flask) -> None:

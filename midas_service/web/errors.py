@@ -1,7 +1,9 @@
-"""Every error leaves as JSON: ``{"error": {"code", "message"}, "request_id"}``.
+"""Every refusal, as JSON for the API and as HTML for the upload page, from one lookup.
 
-``ERROR_CODES`` is the one list of codes the service sends; the handlers, the OpenAPI document
-and the README's table all follow it (``tests/test_web.py`` checks that they agree).
+``ERROR_CODES`` is the one list of codes the service sends (status, meaning, Retry-After);
+``ERRORS`` is the one map from exception type to code, and :func:`refusal_for` the one lookup
+both renderers use. The OpenAPI document and the README's table follow ``ERROR_CODES``
+(``tests/test_web.py`` checks that they agree).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 class ErrorCode:
     status: int
     meaning: str
+    retry_after: int | None = None  # seconds, sent as Retry-After: worth retrying soon
 
 
 ERROR_CODES: dict[str, ErrorCode] = {
@@ -55,117 +58,129 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "internal_error": ErrorCode(
         500, "a fault in the service, e.g. a model that produced NaN or infinite depth; see the log"
     ),
-    "not_ready": ErrorCode(503, "the model is still loading (`Retry-After: 1`) or failed to"),
+    "not_ready": ErrorCode(
+        503, "the model is still loading (`Retry-After: 1`) or failed to", retry_after=1
+    ),
     "overloaded": ErrorCode(
         503,
         "the worker cannot start the request within `MIDAS_QUEUE_TIMEOUT_S`, or "
         "`MIDAS_MAX_WAITING` requests already wait (`Retry-After: 1`)",
+        retry_after=1,
     ),
     "client_closed_request": ErrorCode(
         499, "the client hung up before its turn: not computed, and nobody reads this answer"
     ),
-    "unavailable": ErrorCode(503, "sent by nginx: no Gunicorn worker answered (`Retry-After: 1`)"),
+    "unavailable": ErrorCode(
+        503, "sent by nginx: no Gunicorn worker answered (`Retry-After: 1`)", retry_after=1
+    ),
 }
 
 
 class ApiError(Exception):
-    code = "bad_request"
+    """A request the HTTP layer refuses; its code is in ``ERRORS`` like every other error's."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
-    @property
-    def status(self) -> int:
-        return ERROR_CODES[self.code].status
-
 
 class BadParameter(ApiError):
-    code = "bad_parameter"
+    pass
 
 
 class MissingImage(ApiError):
-    code = "missing_image"
+    pass
 
 
 class UnsupportedMediaType(ApiError):
-    code = "unsupported_media_type"
+    pass
 
 
-# Domain errors from the request-independent layers, mapped to HTTP here and nowhere else.
-DomainError = decode.ImageError | OutputTooLarge
-DOMAIN_ERRORS: dict[type[Exception], str] = {
+# Every exception type a request can end in, and its code: the only place exceptions meet HTTP.
+# Looked up along the exception's class hierarchy, so a subclass inherits its parent's code.
+ERRORS: dict[type[Exception], str] = {
+    BadParameter: "bad_parameter",
+    MissingImage: "missing_image",
+    UnsupportedMediaType: "unsupported_media_type",
+    ApiError: "bad_request",
     decode.EmptyImage: "empty_image",
     decode.UndecodableImage: "undecodable_image",
     decode.UnsupportedImage: "unsupported_media_type",
     decode.ImageTooLarge: "too_large",
     OutputTooLarge: "output_too_large",
+    ModelNotReady: "not_ready",
+    Overloaded: "overloaded",
+    ClientGone: "client_closed_request",
+    NonFiniteDepth: "internal_error",  # the model's fault, not the photo's
 }
 # Werkzeug's own HTTP errors; any other 4xx it raises is a malformed request.
 HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 INTERNAL_MESSAGE = "internal error; see the server log"
 
 
-def error_parts(exc: ApiError | DomainError) -> tuple[int, str, str]:
-    """(status, code, message) of a refusal, for the JSON handlers and the upload page alike."""
-    if isinstance(exc, ApiError):
-        return exc.status, exc.code, exc.message
-    code = DOMAIN_ERRORS.get(type(exc))
-    if code is None:  # a new ImageError subclass nobody mapped: a bug, not the user's fault
-        log.error("error %s has no error code; add it to DOMAIN_ERRORS", type(exc).__name__)
-        return 500, "internal_error", INTERNAL_MESSAGE
-    return ERROR_CODES[code].status, code, str(exc)
+@dataclass(frozen=True)
+class Refusal:
+    """What to answer for an exception: the code, its status and headers, and the message."""
+
+    code: str
+    message: str
+    status: int
+    headers: dict[str, str]
+
+
+def refusal_for(exc: Exception) -> Refusal:
+    """The one lookup from exception to answer, for the JSON handler and the page alike."""
+    if isinstance(exc, HTTPException):
+        return http_refusal(exc)
+    code = next((ERRORS[t] for t in type(exc).__mro__ if t in ERRORS), "internal_error")
+    if code == "internal_error":  # a fault in the service: the log has it, the client does not
+        if type(exc) in ERRORS:
+            log.error("request %s: %s", g.get("request_id"), exc)
+        else:
+            log.exception("unhandled error in request %s", g.get("request_id"))
+        message = INTERNAL_MESSAGE
+    else:
+        message = exc.message if isinstance(exc, ApiError) else str(exc)
+    return _refusal(code, message)
+
+
+def http_refusal(exc: HTTPException) -> Refusal:
+    """Werkzeug's own errors (routing, malformed requests, the body limit)."""
+    status = exc.code or 500
+    code = HTTP_ERRORS.get(status, "bad_request" if status < 500 else "internal_error")
+    message = exc.description or exc.name
+    if code == "too_large":
+        limit = current_app.config["MIDAS_SETTINGS"].max_upload_mb
+        message = f"the upload is larger than the {limit:g} MB limit"
+    refusal = _refusal(code, message, status)
+    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        refusal.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    return refusal
+
+
+def _refusal(code: str, message: str, status: int | None = None) -> Refusal:
+    error = ERROR_CODES[code]
+    headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return Refusal(code, message, status or error.status, headers)
 
 
 def error_response(code: str, message: str, status: int | None = None) -> Response:
-    """The JSON error body; ``status`` defaults to the code's status in ``ERROR_CODES``."""
+    """The JSON error body, with the code's status and Retry-After."""
+    return json_response(_refusal(code, message, status))
+
+
+def json_response(refusal: Refusal) -> Response:
+    """The JSON rendering of a refusal: ``{"error": {"code", "message"}, "request_id"}``."""
     response = jsonify(
-        error={"code": code, "message": message}, request_id=g.get("request_id", None)
+        error={"code": refusal.code, "message": refusal.message},
+        request_id=g.get("request_id", None),
     )
-    response.status_code = status or ERROR_CODES[code].status
+    response.status_code = refusal.status
+    response.headers.update(refusal.headers)
     return response
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    @app.errorhandler(decode.ImageError)
-    @app.errorhandler(OutputTooLarge)
-    def refused(exc: ApiError | DomainError) -> Response:
-        status, code, message = error_parts(exc)
-        return error_response(code, message, status)
-
-    @app.errorhandler(ModelNotReady)
-    @app.errorhandler(Overloaded)
-    def busy(exc: ModelNotReady | Overloaded) -> Response:
-        """503 worth retrying in a second: the model is loading, or this worker is full."""
-        code = "not_ready" if isinstance(exc, ModelNotReady) else "overloaded"
-        response = error_response(code, str(exc))
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.errorhandler(NonFiniteDepth)
-    def broken_model(exc: NonFiniteDepth) -> Response:
-        log.error("request %s: %s", g.get("request_id"), exc)
-        return error_response("internal_error", INTERNAL_MESSAGE)
-
-    @app.errorhandler(ClientGone)
-    def client_gone(exc: ClientGone) -> Response:
-        return error_response("client_closed_request", str(exc))
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = HTTP_ERRORS.get(status, "bad_request" if status < 500 else "internal_error")
-        message = exc.description or exc.name
-        if code == "too_large":
-            limit = current_app.config["MIDAS_SETTINGS"].max_upload_mb
-            message = f"the upload is larger than the {limit:g} MB limit"
-        response = error_response(code, message, status)
-        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error in request %s", g.get("request_id"))
-        return error_response("internal_error", INTERNAL_MESSAGE)
+    @app.errorhandler(Exception)  # Werkzeug's HTTP errors too (routing redirects excepted)
+    def refused(exc: Exception) -> Response:
+        return json_response(refusal_for(exc))

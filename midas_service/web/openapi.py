@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from midas_service.config import Settings
 from midas_service.images.outputs import FORMATS, KINDS
 from midas_service.images.visualize import COLORMAPS
@@ -58,7 +60,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
         + "".join(f", {fmt}" for fmt in kind.formats[1:])
         for kind in KINDS.values()
     )
-    document = {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "MiDaS depth service",
@@ -136,7 +138,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
     return document
 
 
-def _require_keys(document: dict, metrics_public: bool) -> None:
+def _require_keys(document: dict[str, Any], metrics_public: bool) -> None:
     """With MIDAS_API_KEYS set: the two ways to send a key, required where the service asks."""
     document["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer"},

@@ -13,14 +13,10 @@ from functools import cache
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from midas_service.answer import OutputTooLarge
-from midas_service.images.decode import ImageError
 from midas_service.images.outputs import RenderOptions
 from midas_service.images.visualize import COLORMAPS, heatmap
-from midas_service.inference.runtime import ModelNotReady
-from midas_service.serving.admission import Overloaded
 from midas_service.web.api import run_prediction
-from midas_service.web.errors import ApiError, error_parts
+from midas_service.web.errors import refusal_for
 from midas_service.web.upload import read_colormap, read_image_bytes
 
 page = Blueprint("page", __name__)
@@ -89,15 +85,17 @@ def colormaps() -> Response:
 
 
 @page.post("/")
-def index_result() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+def index_result() -> tuple[str, int, dict[str, str]]:
+    """The no-JavaScript form: the page again, with the result or the refusal as a sentence."""
     try:
         colormap = read_colormap(request, current_app.config["MIDAS_SETTINGS"].colormap)
         answer = run_prediction(RenderOptions("side", "jpeg", colormap), read_image_bytes(request))
-    except (ApiError, ImageError, OutputTooLarge) as exc:
-        status, _, message = error_parts(exc)
-        return render_template("index.html", **_context(error=message)), status
-    except (ModelNotReady, Overloaded) as exc:  # the page, not the API's JSON, with its 503
-        message = f"The server is busy ({exc}). Please try again in a moment."
-        return render_template("index.html", **_context(error=message)), 503, {"Retry-After": "1"}
+    except Exception as exc:  # the same lookup as the JSON handler, rendered as HTML
+        refusal = refusal_for(exc)
+        message = refusal.message
+        if refusal.headers.get("Retry-After"):
+            message = f"The server is busy ({message}). Please try again in a moment."
+        page_html = render_template("index.html", **_context(error=message))
+        return page_html, refusal.status, refusal.headers
     result = f"data:{answer.media_type};base64,{base64.b64encode(answer.body).decode('ascii')}"
-    return render_template("index.html", **_context(result=result, colormap=colormap)), 200
+    return render_template("index.html", **_context(result=result, colormap=colormap)), 200, {}

@@ -39,13 +39,13 @@ class CountingInput:
         return data
 
     def read(self, size: int | None = -1) -> bytes:
-        return self._count(self.stream.read(size))
+        return self._count(self.stream.read(-1 if size is None else size))
 
     def readline(self, size: int | None = -1) -> bytes:
-        return self._count(self.stream.readline(size))
+        return self._count(self.stream.readline(-1 if size is None else size))
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines = self.stream.readlines(hint)
+        lines = self.stream.readlines(-1 if hint is None else hint)
         self.consumed += sum(len(line) for line in lines)
         return lines
 

@@ -34,7 +34,7 @@ class OnnxRuntimeEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # Without spinning, idle pool threads sleep, so workers sharing cores do not steal each
-        # other's CPU: 2 workers x 2 threads measured 45 req/s at c=4 without, 28 with.
+        # other's CPU (docs/performance.md).
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if spinning else "0"
         )

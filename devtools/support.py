@@ -1,4 +1,4 @@
-"""Helpers shared by the test fixtures and scripts/bench.py."""
+"""Test photos, model exports and small HTTP helpers, for the tests and the scripts."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Overload, reload and stop figures of a real Gunicorn on this machine (for the reliability note).
 
-    python scripts/overload.py --model models/midas_small.pt [--concurrency 64 --per-client 4]
+    python scripts/overload_drill.py --model models/midas_small.pt [--concurrency 64 --per-client 4]
 
 Starts its own Gunicorn (gunicorn.conf.py, 2 workers unless --workers) on a free port and prints:
 1. a burst: ``--concurrency`` clients each sending ``--per-client`` 640x480 JPEGs back to back
@@ -9,7 +9,7 @@ Starts its own Gunicorn (gunicorn.conf.py, 2 workers unless --workers) on a free
 3. SIGTERM under c=4 load with MIDAS_DRAIN_S=--drain: answers by outcome, resets counted.
 (2 and 3 count losses, not shedding, so they run with long queue and warm-up waits.)
 The result cache is off (the same photo is sent each time). Outcomes are those of
-tests/load.py: ``refused`` never reached the socket (after the drain, by design), ``reset`` is
+devtools/load.py: ``refused`` never reached the socket (after the drain, by design), ``reset`` is
 a request lost after it reached it (target 0).
 Timings on a shared machine are noisy; the client threads share the CPU with the service.
 """
@@ -30,9 +30,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.load import SteadyLoad, burst, summary  # noqa: E402
-from tests.servers import gunicorn, wait_for  # noqa: E402
-from tests.support import photo_640x480_jpeg  # noqa: E402
+from devtools.load import SteadyLoad, burst, summary  # noqa: E402
+from devtools.servers import gunicorn, wait_for  # noqa: E402
+from devtools.support import photo_640x480_jpeg  # noqa: E402
 
 log = logging.getLogger("overload")
 

@@ -18,8 +18,8 @@ from string import Template
 
 import requests
 
+from devtools.support import ROOT
 from midas_service.inference import openmp
-from tests.support import ROOT
 
 NGINX_TEMPLATE = ROOT / "nginx" / "midas.conf.template"
 NGINX_TLS_TEMPLATE = ROOT / "nginx" / "midas-tls.conf.template"
@@ -50,9 +50,10 @@ def wait_for(url: str, process: subprocess.Popen, status: int = 200, timeout: fl
     raise TimeoutError(f"{url} did not answer {status} within {timeout} s")
 
 
-def worker_pids(process: subprocess.Popen) -> set[int]:
-    """The current workers of the Gunicorn master ``process`` (its child processes)."""
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+def worker_pids(process: subprocess.Popen | int) -> set[int]:
+    """The current workers of the Gunicorn master ``process`` (or its pid): its children."""
+    pid = process if isinstance(process, int) else process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
     return {int(pid) for pid in children.read_text().split()}
 
 
