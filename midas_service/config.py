@@ -26,7 +26,7 @@
 | MIDAS_QUEUE_TIMEOUT_S | 1                    | longest wait for a compute turn, then 503 |
 | MIDAS_MAX_WAITING    | 8                     | waiting per worker; one more is a 503 now |
 | MIDAS_DRAIN_S        | 0                     | after SIGTERM: /readyz 503, serve on, stop |
-| MIDAS_TRUSTED_PROXIES | 0                    | proxy hops whose X-Forwarded-* are believed (nginx: 1) |
+| MIDAS_TRUSTED_PROXIES | 0                    | proxies believed (X-Forwarded-*); nginx: 1 |
 """
 
 from __future__ import annotations
