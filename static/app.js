@@ -43,10 +43,13 @@ function apiKey() {
 function setUpKey() {
   if (!keyInput) return;
   keyInput.value = sessionStorage.getItem(KEY_STORAGE) || "";
-  keyInput.addEventListener("change", () => {
-    if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
-    else sessionStorage.removeItem(KEY_STORAGE);
-  });
+  keyInput.addEventListener("change", rememberKey);
+}
+
+function rememberKey() {
+  if (!keyInput) return;
+  if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
+  else sessionStorage.removeItem(KEY_STORAGE);
 }
 const PROBE_HINT = ui.probe.textContent;
 
@@ -184,6 +187,7 @@ async function start(file, { live = false } = {}) {
     keyInput?.focus();
     return false;
   }
+  rememberKey();
   const request = sendPhoto(form.dataset.predictUrl, file, {
     apiKey: apiKey(),
     onUploadProgress: (fraction) => live || setStatus(`Sending ${file.name || "the photo"}…`, fraction * 100),

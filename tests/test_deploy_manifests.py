@@ -48,6 +48,7 @@ CONFIG_KEYS = {
     "MIDAS_DRAIN_S",
     "MIDAS_QUEUE_TIMEOUT_S",
     "MIDAS_MAX_WAITING",
+    "MIDAS_TRUSTED_PROXIES",
 }
 GUNICORN_GRACEFUL_TIMEOUT = 30  # gunicorn's default graceful_timeout, seconds
 MODEL_PATH = "/models/midas_small.pt"
