@@ -7,7 +7,7 @@
 | MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
 | MIDAS_SHARE_CORES    | 1                     | 0 = always MIDAS_THREADS (core_share.py)  |
 | MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
-| MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
+| MIDAS_MAX_PIXELS     | 24000000              | largest width x height (sets memory)     |
 | MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
 | MIDAS_RANDOM_WEIGHTS | 0                     | 1 = allow serving an untrained model     |
 | MIDAS_ALLOW_NO_METADATA | 0                  | 1 = allow a model file without export metadata |
@@ -51,7 +51,7 @@ class Settings:
     threads: int | None = None
     share_cores: bool = True
     max_upload_mb: float = 10.0
-    max_pixels: int = 40_000_000
+    max_pixels: int = 24_000_000
     colormap: str = DEFAULT_COLORMAP
     allow_untrained: bool = False
     allow_no_metadata: bool = False

@@ -4,7 +4,7 @@ Each case runs in a fresh subprocess (a clean peak): load the engine, warm it up
 RSS, then answer one request of the given size through ``midas_service.answer`` (the path
 /predict takes) and report the peak RSS (``ru_maxrss``) minus the RSS before it.
 
-    python scripts/request_memory.py --model models/midas_small.pt [--pixels 40000000]
+    python scripts/request_memory.py --model models/midas_small.pt [--pixels 24000000]
 
 The photo is a smooth synthetic JPEG (it must fit the upload limit); the pixels, not the
 content, decide the memory.
@@ -43,7 +43,8 @@ def measure(model: str, backend: str, pixels: int, output: str, fmt: str) -> dic
 
     side = math.isqrt(pixels)
     ramp = np.linspace(0, 255, side, dtype=np.float32)
-    picture = np.dstack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (side, 1)), ramp[:, None]])
+    across = np.broadcast_to(ramp, (side, side))
+    picture = np.dstack([np.add.outer(ramp, ramp) / 2, across, across.T])
     _, jpeg = cv2.imencode(".jpg", picture.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 70])
     data = jpeg.tobytes()
     del picture, jpeg
@@ -68,7 +69,7 @@ def measure(model: str, backend: str, pixels: int, output: str, fmt: str) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--pixels", type=int, default=40_000_000)
+    parser.add_argument("--pixels", type=int, default=24_000_000)
     parser.add_argument("--backends", default="torchscript,onnxruntime")
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "OUTPUT", "FORMAT"))
     args = parser.parse_args()
