@@ -243,7 +243,13 @@ def test_another_colormap_is_a_miss_with_its_own_colours(cached_client, model_pa
     assert cache_note(magma) == "miss", "a magma request must not get the inferno entry"
     fresh = make_app(model_path, cache_mb=0).test_client()
     expected = fresh.post("/predict?format=png&colormap=magma", data=png, content_type="image/png")
-    assert magma.data == expected.data and magma.data != inferno.data
+
+    def pixels(response) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(response.data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+    # Another process's thread count may move a rounding tie by a level or two, nothing more.
+    assert np.abs(pixels(magma) - pixels(expected)).max() <= 2
+    assert np.abs(pixels(magma) - pixels(inferno)).mean() > 10  # magma's colours, not inferno's
 
 
 def test_backends_and_rendering_versions_never_share_an_entry(
