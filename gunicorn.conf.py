@@ -68,6 +68,8 @@ _metrics_dir = os.environ.setdefault(
 )
 
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# Query values other than output/format/colormap are logged as REDACTED (a key sent in the URL).
+logger_class = "midas_service.serving.access_log.ScrubbingLogger"
 errorlog = "-"
 loglevel = os.environ.get("MIDAS_LOG_LEVEL", "info")
 access_log_format = (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -16,10 +15,18 @@ import cv2
 import numpy as np
 
 from midas_service.answer import render
+from midas_service.config import ConfigError, Settings
 from midas_service.images import visualize
 from midas_service.images.decode import ImageError, read_image_file
 from midas_service.images.outputs import SAVES, RenderOptions
-from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND, MissingMetadata, load_engine
+from midas_service.inference.engines import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    MissingMetadata,
+    ModelFileError,
+    load_engine,
+    refuse_untrained,
+)
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
 from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS, PrecisionRefused
 from midas_service.video import command as video_command
@@ -27,20 +34,36 @@ from midas_service.video import command as video_command
 log = logging.getLogger("midas_service.cli")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# What this command writes: a folder scan skips files with these endings (its own outputs).
+OWN_ENDINGS = tuple(
+    save.ending
+    for save in SAVES.values()
+    if save.ending.startswith("-") and Path(save.ending).suffix in IMAGE_EXTENSIONS
+)
+
+
+def is_own_output(path: Path) -> bool:
+    return path.name.lower().endswith(OWN_ENDINGS)
 
 
 def find_images(inputs: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
     """(image, its path under the output folder without suffix) for every input image.
 
     Files are taken as given (whatever their extension) and named by their stem; folders are
-    searched recursively for image extensions and their sub-folders mirrored.
+    searched recursively for image extensions and their sub-folders mirrored, skipping this
+    command's own outputs (``OWN_ENDINGS``), so a rerun does not take its heatmaps as photos.
     """
     for item in inputs:
         if item.is_dir():
-            for path in sorted(
+            found = sorted(
                 p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            ):
-                yield path, path.relative_to(item).with_suffix("")
+            )
+            own = [path for path in found if is_own_output(path)]
+            if own:
+                log.info("skipping %d outputs of this command in %s (%s)", len(own), item, own[0])
+            for path in found:
+                if not is_own_output(path):
+                    yield path, path.relative_to(item).with_suffix("")
         else:
             yield item, Path(item.stem)
 
@@ -63,6 +86,19 @@ def plan_outputs(
                 clashes.append(f"{target} (from {writer[target]} and {image})")
             writer[target] = image
         plan[image] = targets
+    inputs = {image.resolve() for image, _ in images}
+    overwritten = [
+        f"{target} (from {image})"
+        for image, targets in plan.items()
+        for target in targets
+        if target.resolve() in inputs
+    ]
+    if overwritten:
+        raise PlanError(
+            "an output would replace an input photo: "
+            + "; ".join(overwritten[:3])
+            + ". Choose another --output-dir (this is refused even with --overwrite)."
+        )
     if clashes:
         more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
         raise PlanError(
@@ -94,7 +130,9 @@ def parse_save(value: str) -> list[str]:
     return kinds
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The command line; defaults come from the environment's ``settings``."""
+    settings = settings or Settings()
     parser = argparse.ArgumentParser(
         prog="midas-depth",
         description="Relative depth maps with MiDaS v2.1 small, on the CPU.",
@@ -111,12 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="depth maps for image files and folders",
         description=(
             "Write depth outputs for each INPUT: files are read whatever their extension, folders "
-            "are searched recursively for " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ". Outputs "
-            "are named after the input's stem: <stem>-depth.png (heatmap), <stem>.png (png16: "
-            "min-max 16-bit), <stem>.npy (float32), <stem>.pfm, <stem>-side.png (input | "
+            "are searched recursively for " + ", ".join(sorted(IMAGE_EXTENSIONS)) + " (skipping "
+            "this command's own " + ", ".join(OWN_ENDINGS) + " files). Outputs "
+            "are named after the input's stem: <stem>-depth.png (heatmap), <stem>-depth16.png "
+            "(png16: min-max 16-bit), <stem>.npy (float32), <stem>.pfm, <stem>-side.png (input | "
             "heatmap); a folder's sub-folders are mirrored under --output-dir. Before any work, "
-            "the run stops (exit code 2) if two inputs would write the same file, or if an output "
-            "exists already and --overwrite is not given. Unreadable files, and images for which "
+            "the run stops (exit code 2) if two inputs would write the same file, if an output "
+            "would replace an input (even with --overwrite), or if an output exists already and "
+            "--overwrite is not given. A model with random weights is refused unless "
+            "MIDAS_RANDOM_WEIGHTS=1. Unreadable files, and images for which "
             "the model gives non-finite depth, are reported and skipped; the exit code is then 1."
         ),
     )
@@ -157,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--threads",
         type=int,
-        default=int(os.environ["MIDAS_THREADS"]) if os.environ.get("MIDAS_THREADS") else None,
+        default=settings.threads,
         help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
     )
     video_command.add_parser(commands)
@@ -172,9 +213,10 @@ def refuse_existing(plan: dict[Path, list[Path]]) -> None:
         raise PlanError(f"{len(existing)} outputs exist already: {shown}{more}; pass --overwrite")
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> int:
     from tqdm import tqdm
 
+    settings = settings or Settings()
     images = list(find_images(args.inputs))
     try:
         plan = plan_outputs(images, args.output_dir, args.save)
@@ -183,23 +225,17 @@ def run_predict(args: argparse.Namespace) -> int:
     except PlanError as exc:
         log.error("%s", exc)
         return 2
-    allow_no_metadata = os.environ.get("MIDAS_ALLOW_NO_METADATA", "") in ("1", "true", "yes")
-    if args.backend not in BACKENDS or args.precision not in PRECISIONS:  # from the environment
-        log.error(
-            "MIDAS_BACKEND must be one of %s and MIDAS_PRECISION one of %s",
-            ", ".join(BACKENDS),
-            ", ".join(PRECISIONS),
-        )
-        return 2
     try:
         engine = load_engine(
             args.model,
             args.backend,
             args.threads,
-            allow_no_metadata=allow_no_metadata,
+            allow_no_metadata=settings.allow_no_metadata,
             precision=args.precision,
         )
-    except (MissingMetadata, FileNotFoundError, PrecisionRefused) as exc:
+        # The service's policy: random weights only with MIDAS_RANDOM_WEIGHTS=1.
+        refuse_untrained(args.model, engine.metadata, settings.allow_untrained)
+    except (MissingMetadata, ModelFileError, FileNotFoundError, PrecisionRefused) as exc:
         log.error("%s", exc)
         return 2
     estimator = DepthEstimator(engine)
@@ -247,10 +283,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return export(argv[1:], prog="midas-depth export")
     cv2.setNumThreads(1)
-    args = build_parser().parse_args(argv)
+    try:  # the service's settings and checks: a bad MIDAS_* value is one line, even for --help
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     if args.command == "video":
         return video_command.run_video(args)
-    return run_predict(args)
+    return run_predict(args, settings)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 | MIDAS_THREADS        | usable cores          | threads per worker (see gunicorn.conf.py) |
 | MIDAS_SHARE_CORES    | 1                     | 0 = always MIDAS_THREADS (core_share.py)  |
 | MIDAS_MAX_UPLOAD_MB  | 10                    | largest accepted upload                  |
-| MIDAS_MAX_PIXELS     | 40000000              | largest accepted width x height          |
+| MIDAS_MAX_PIXELS     | 24000000              | largest width x height (sets memory)     |
 | MIDAS_COLORMAP       | inferno               | default heatmap colours                  |
 | MIDAS_RANDOM_WEIGHTS | 0                     | 1 = allow serving an untrained model     |
 | MIDAS_ALLOW_NO_METADATA | 0                  | 1 = allow a model file without export metadata |
@@ -29,6 +29,7 @@
 | MIDAS_QUEUE_TIMEOUT_S | 1                    | longest wait for a compute turn, then 503 |
 | MIDAS_MAX_WAITING    | 8                     | waiting per worker; one more is a 503 now |
 | MIDAS_DRAIN_S        | 0                     | after SIGTERM: /readyz 503, serve on, stop |
+| MIDAS_TRUSTED_PROXIES | 0                    | proxies believed (X-Forwarded-*); nginx: 1 |
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
@@ -62,7 +63,7 @@ class Settings:
     threads: int | None = None
     share_cores: bool = True
     max_upload_mb: float = 10.0
-    max_pixels: int = 40_000_000
+    max_pixels: int = 24_000_000
     colormap: str = DEFAULT_COLORMAP
     allow_untrained: bool = False
     allow_no_metadata: bool = False
@@ -81,6 +82,7 @@ class Settings:
     queue_timeout_s: float = 1.0
     max_waiting: int = 8
     drain_s: float = 0.0
+    trusted_proxies: int = 0
 
     @property
     def max_upload_bytes(self) -> int:
@@ -126,9 +128,10 @@ class Settings:
                 queue_timeout_s=float(get("MIDAS_QUEUE_TIMEOUT_S", str(cls.queue_timeout_s))),
                 max_waiting=int(get("MIDAS_MAX_WAITING", str(cls.max_waiting))),
                 drain_s=float(get("MIDAS_DRAIN_S", str(cls.drain_s))),
+                trusted_proxies=int(get("MIDAS_TRUSTED_PROXIES", str(cls.trusted_proxies))),
             )
         except ValueError as exc:
-            raise ConfigError(f"bad number in the environment: {exc}") from exc
+            raise ConfigError(_name_the_bad_number(env) or f"bad number: {exc}") from exc
         settings.validate()
         return settings
 
@@ -161,10 +164,36 @@ class Settings:
                     "(no '*', no path); "
                     f"got {origin!r}"
                 )
-        if self.queue_timeout_s < 0 or self.max_waiting < 0 or self.drain_s < 0:
+        if self.queue_timeout_s <= 0:
+            # 0 would refuse every request, even on an idle worker ("no turn within 0 s").
             raise ConfigError(
-                "MIDAS_QUEUE_TIMEOUT_S, MIDAS_MAX_WAITING and MIDAS_DRAIN_S must not be negative"
+                f"MIDAS_QUEUE_TIMEOUT_S must be more than 0 seconds (got {self.queue_timeout_s:g}):"
+                " it is the longest a request waits for its compute turn; to refuse at once "
+                "whenever the worker is busy, set MIDAS_MAX_WAITING=0 instead"
             )
+        if self.max_waiting < 0 or self.drain_s < 0 or self.trusted_proxies < 0:
+            raise ConfigError(
+                "MIDAS_MAX_WAITING, MIDAS_DRAIN_S and MIDAS_TRUSTED_PROXIES must not be negative"
+            )
+
+
+def _name_the_bad_number(env: Mapping[str, str]) -> str | None:
+    """``MIDAS_THREADS must be a whole number, got 'two'`` for the first unreadable number."""
+    for field in fields(Settings):
+        name = _ENV_NAMES.get(field.name, f"MIDAS_{field.name.upper()}")
+        raw = env.get(name, "").strip()
+        kind = {"int": int, "int | None": int, "float": float}.get(str(field.type))
+        if not raw or kind is None:
+            continue
+        try:
+            int(float(raw)) if name == "MIDAS_MAX_PIXELS" else kind(raw)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            return f"{name} must be {what}, got {raw!r}"
+    return None
+
+
+_ENV_NAMES = {"allow_untrained": "MIDAS_RANDOM_WEIGHTS", "redis_url": "REDIS_URL"}
 
 
 def _cache_dir(value: str) -> Path | None:

@@ -31,6 +31,26 @@ const ui = {
   },
 };
 const maxUploadBytes = Number(form.dataset.maxUploadMb) * 1024 * 1024;
+// With API keys on, the key typed here lives in this tab's sessionStorage only: gone when the
+// tab closes, never in a URL, sent as Authorization: Bearer.
+const KEY_STORAGE = "midas-api-key";
+const keyInput = $("api-key");
+
+function apiKey() {
+  return keyInput ? keyInput.value.trim() : "";
+}
+
+function setUpKey() {
+  if (!keyInput) return;
+  keyInput.value = sessionStorage.getItem(KEY_STORAGE) || "";
+  keyInput.addEventListener("change", rememberKey);
+}
+
+function rememberKey() {
+  if (!keyInput) return;
+  if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
+  else sessionStorage.removeItem(KEY_STORAGE);
+}
 const PROBE_HINT = ui.probe.textContent;
 
 const state = {
@@ -162,7 +182,14 @@ async function start(file, { live = false } = {}) {
     setStatus(`Sending ${file.name || "the photo"}…`, 0);
   }
   let uploadedAt = chosenAt;
+  if (form.dataset.keysRequired === "true" && !apiKey()) {
+    showError("This server needs an API key. Enter it in the “API key” field and choose the photo again.");
+    keyInput?.focus();
+    return false;
+  }
+  rememberKey();
   const request = sendPhoto(form.dataset.predictUrl, file, {
+    apiKey: apiKey(),
     onUploadProgress: (fraction) => live || setStatus(`Sending ${file.name || "the photo"}…`, fraction * 100),
     onUploaded: () => {
       uploadedAt = performance.now();
@@ -340,6 +367,7 @@ function enhance() {
     ui.probe.textContent = PROBE_HINT;
   });
   setUpWebcam();
+  setUpKey();
   recolour(); // the legend
 }
 

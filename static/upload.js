@@ -21,9 +21,14 @@ function serverMessage(response) {
 }
 
 /** Plain words for a refused request, from its status and the JSON error body. */
-export function explain(status, response) {
+export function explain(status, response, { keySent = false } = {}) {
   const message = serverMessage(response);
   const said = message ? ` (the server says: ${message})` : "";
+  if (status === 401) {
+    return keySent
+      ? "The API key was not accepted. Check it, enter it again in the “API key” field and choose the photo again."
+      : "This server needs an API key. Enter it in the “API key” field and choose the photo again.";
+  }
   if (status === 503 || status === 502 || status === 504) {
     return `The server is busy or still starting${said}. Please try again in a moment.`;
   }
@@ -37,13 +42,22 @@ export function explain(status, response) {
 
 /**
  * POST ``file`` to ``url``; resolves to {buffer, timings}, rejects with an Error whose message
- * is for people. ``onUploadProgress(fraction)`` while sending, ``onUploaded()`` once sent.
+ * is for people. ``onUploadProgress(fraction)`` while sending, ``onUploaded()`` once sent;
+ * ``apiKey`` goes out as ``Authorization: Bearer``.
  * Returns {promise, abort}.
  */
-export function sendPhoto(url, file, { onUploadProgress, onUploaded }) {
+export function sendPhoto(url, file, { onUploadProgress, onUploaded, apiKey = "" }) {
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     xhr.open("POST", url);
+    if (apiKey) {
+      try {
+        xhr.setRequestHeader("Authorization", `Bearer ${apiKey}`);
+      } catch {
+        reject(new Error("This API key has characters a key cannot have. Check it and enter it again."));
+        return;
+      }
+    }
     xhr.responseType = "arraybuffer";
     xhr.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable) onUploadProgress(event.loaded / event.total);
@@ -56,7 +70,7 @@ export function sendPhoto(url, file, { onUploadProgress, onUploaded }) {
           timings: parseServerTiming(xhr.getResponseHeader("Server-Timing")),
         });
       } else {
-        reject(new Error(explain(xhr.status, xhr.response)));
+        reject(new Error(explain(xhr.status, xhr.response, { keySent: Boolean(apiKey) })));
       }
     });
     xhr.addEventListener("error", () => {

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from midas_service.config import ConfigError, Settings
 from midas_service.serving.admission import ComputeTurns, Overloaded
 
 
@@ -86,3 +87,35 @@ def test_time_already_spent_queued_counts_against_the_timeout():
     with pytest.raises(Overloaded):  # even a free turn: it would start past the timeout
         turns.take(already_waited_s=0.6)
     assert turns.take(already_waited_s=0.4) == 0.0
+
+
+def test_a_zero_queue_timeout_is_refused_at_start():
+    with pytest.raises(ConfigError, match="MIDAS_QUEUE_TIMEOUT_S must be more than 0"):
+        Settings.from_env({"MIDAS_QUEUE_TIMEOUT_S": "0"})
+    assert Settings.from_env({"MIDAS_QUEUE_TIMEOUT_S": "0.05"}).queue_timeout_s == 0.05
+
+
+def test_a_refused_request_gives_back_no_turn_it_never_held(model_path, jpeg_640x480):
+    """Through the app: while one request computes, each refused one must leave that turn
+    with it; handing it back would let the next request compute beside the first."""
+    from midas_service.web import create_app
+
+    settings = Settings(
+        model_path=model_path, allow_untrained=True, warmup_runs=0, cache_mb=0, max_waiting=0
+    )
+    app = create_app(settings, load_model=False)
+    app.extensions["midas_runtime"].load()
+    turns = app.extensions["midas_turns"]
+    client = app.test_client()
+
+    def post():
+        return client.post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+
+    turns.take()  # a request computing on this worker
+    for _ in range(3):
+        refused = post()
+        assert refused.status_code == 503
+        assert refused.get_json()["error"]["code"] == "overloaded"
+    turns.give_back()  # the computing request ends
+    assert post().status_code == 200
+    assert turns.take() == 0.0  # and the served request gave its turn back

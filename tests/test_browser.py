@@ -417,3 +417,34 @@ def test_webcam_sends_frames_and_shows_the_rate(site, browser):
     assert button.get_attribute("aria-pressed") == "false"
     assert browser.execute_script("return document.getElementById('camera').srcObject") is None
     assert browser.get_log("browser") == []
+
+
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it_for_the_tab(
+    random_model_path, tmp_path, browser, photos
+):
+    key = "page-key-0123"
+    with ExitStack() as stack:
+        app_url, _ = stack.enter_context(
+            gunicorn(random_model_path, tmp_path, workers=1, MIDAS_API_KEYS=key)
+        )
+        url = stack.enter_context(nginx(app_url, tmp_path))
+        browser.get(f"{url}/")
+        field = browser.find_element(By.ID, "api-key")
+        error = browser.find_element(By.ID, "error")
+        choose(browser, photos["cat"])  # no key yet: said plainly, nothing sent
+        WebDriverWait(browser, RESULT_TIMEOUT_S).until(lambda _: error.is_displayed())
+        assert "needs an API key" in error.text and "status" not in error.text, error.text
+        field.send_keys("wrong-key")
+        choose(browser, photos["cat"])
+        WebDriverWait(browser, RESULT_TIMEOUT_S).until(lambda _: "not accepted" in error.text)
+        field.clear()
+        field.send_keys(key)
+        choose(browser, photos["cat"])
+        wait_for_result(browser)
+        assert not error.is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('midas-api-key')") == key
+        browser.refresh()  # the same tab keeps it
+        assert browser.find_element(By.ID, "api-key").get_attribute("value") == key
+        assert browser.execute_script("return localStorage.length") == 0
+        choose(browser, photos["coffee"])
+        wait_for_result(browser)

@@ -232,3 +232,40 @@ def test_gunicorn_workers_share_redis_and_metrics_add_up(model_path, tmp_path, j
         text = requests.get(f"{base}/metrics").text
         assert 'midas_cache_total{result="hit"} 5.0' in text
         assert 'midas_cache_total{result="miss"} 1.0' in text
+
+
+def test_another_colormap_is_a_miss_with_its_own_colours(cached_client, model_path, photo_dir):
+    png = (photo_dir / "chelsea.png").read_bytes()
+    inferno = cached_client.post("/predict?format=png", data=png, content_type="image/png")
+    magma = cached_client.post(
+        "/predict?format=png&colormap=magma", data=png, content_type="image/png"
+    )
+    assert cache_note(magma) == "miss", "a magma request must not get the inferno entry"
+    fresh = make_app(model_path, cache_mb=0).test_client()
+    expected = fresh.post("/predict?format=png&colormap=magma", data=png, content_type="image/png")
+
+    def pixels(response) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(response.data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+    # Another process's thread count may move a rounding tie by a level or two, nothing more.
+    assert np.abs(pixels(magma) - pixels(expected)).max() <= 2
+    assert np.abs(pixels(magma) - pixels(inferno)).mean() > 10  # magma's colours, not inferno's
+
+
+def test_backends_and_rendering_versions_never_share_an_entry(
+    model_path, jpeg_640x480, monkeypatch
+):
+    """TorchScript and ONNX answers differ in a few heatmap levels; a release that renders
+    otherwise must not serve the bytes an older one left in Redis."""
+    torchscript = make_app(model_path, cache_mb=16)
+    onnx = make_app(model_path, cache_mb=16, backend="onnxruntime")
+    onnx.extensions["midas_cache"] = torchscript.extensions["midas_cache"]  # one shared store
+
+    def post(app):
+        return app.test_client().post("/predict", data=jpeg_640x480, content_type="image/jpeg")
+
+    assert cache_note(post(torchscript)) == "miss"
+    assert cache_note(post(onnx)) == "miss"
+    assert [cache_note(post(app)) for app in (torchscript, onnx)] == ["hit", "hit"]
+    monkeypatch.setattr("midas_service.web.cache.RENDER_VERSION", 10**6)
+    assert cache_note(post(torchscript)) == "miss"

@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 
 from devtools.support import ROOT
@@ -43,11 +44,11 @@ def test_folder_with_a_corrupt_file_reports_it_and_exits_1(model_path, photo_dir
     assert "broken.jpg" in result.stderr
     assert "2 images done, 1 failed" in result.stderr and "ms/image" in result.stderr
     expected = {
-        f"chelsea{suffix}" for suffix in ("-depth.png", ".png", ".npy", ".pfm", "-side.png")
+        f"chelsea{suffix}" for suffix in ("-depth.png", "-depth16.png", ".npy", ".pfm", "-side.png")
     }
     assert {p.name for p in out.iterdir()} == {*expected, "nested"}
     assert {p.name for p in (out / "nested").iterdir()} == {
-        f"rocket{suffix}" for suffix in ("-depth.png", ".png", ".npy", ".pfm", "-side.png")
+        f"rocket{suffix}" for suffix in ("-depth.png", "-depth16.png", ".npy", ".pfm", "-side.png")
     }
     assert np.load(out / "chelsea.npy").shape == (300, 451)
 
@@ -176,3 +177,76 @@ def test_model_without_metadata_is_refused_unless_allowed(bare_model_path, photo
         env={**os.environ, "MIDAS_ALLOW_NO_METADATA": "1"},
     )
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_every_save_kind_is_checked_for_an_existing_output(model_path, photo_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "coffee.pfm").write_bytes(b"precious")  # only the second --save kind exists
+    refused = run_cli(
+        "predict", photo_dir / "coffee.png", "--model", model_path, "--output-dir", out,
+        "--save", "npy,pfm",
+    )  # fmt: skip
+    assert refused.returncode == 2 and str(out / "coffee.pfm") in refused.stderr
+    assert (out / "coffee.pfm").read_bytes() == b"precious" and not (out / "coffee.npy").exists()
+
+
+def test_an_input_photo_is_never_written_over(model_path, photo_dir, tmp_path):
+    """Outputs beside the photos, --overwrite on: a photo named like an output is kept."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photo_dir / "coffee.png", folder / "holiday.png")
+    shutil.copy(photo_dir / "chelsea.png", folder / "holiday-depth.png")
+    photos = {path.name: path.read_bytes() for path in folder.iterdir()}
+    result = run_cli(
+        "predict", folder / "holiday.png", folder / "holiday-depth.png", "--model", model_path,
+        "--output-dir", folder, "--overwrite",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "would replace an input photo" in result.stderr and "holiday-depth.png" in result.stderr
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == photos
+
+
+def test_a_rerun_in_the_same_folder_skips_its_own_outputs(model_path, photo_dir, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photo_dir / "coffee.png", folder / "holiday.png")
+    saves = "heatmap,png16,side,npy"
+    first = run_cli(
+        "predict", folder, "--model", model_path, "--output-dir", folder, "--save", saves
+    )
+    assert first.returncode == 0, first.stderr
+    made = {"holiday-depth.png", "holiday-depth16.png", "holiday-side.png", "holiday.npy"}
+    assert {path.name for path in folder.iterdir()} == {"holiday.png", *made}
+    again = run_cli(
+        "predict", folder, "--model", model_path, "--output-dir", folder, "--save", saves,
+        "--overwrite",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "1 images done" in again.stderr and "skipping 3 outputs" in again.stderr
+    assert {path.name for path in folder.iterdir()} == {"holiday.png", *made}
+    depth16 = cv2.imread(str(folder / "holiday-depth16.png"), cv2.IMREAD_UNCHANGED)
+    assert depth16.dtype == np.uint16 and depth16.shape == (400, 600)
+
+
+def test_a_bad_setting_is_one_line_even_for_help():
+    result = run_cli("predict", "--help", env={**os.environ, "MIDAS_THREADS": "two"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "ERROR configuration: MIDAS_THREADS must be a whole number, got 'two'"
+    ]
+
+
+def test_an_untrained_model_is_refused_as_the_service_refuses_it(
+    random_model_path, photo_dir, tmp_path
+):
+    args = ("predict", photo_dir / "coffee.png", "--model", random_model_path, "--save", "npy")
+    env = {key: value for key, value in os.environ.items() if key != "MIDAS_RANDOM_WEIGHTS"}
+    refused = run_cli(*args, "--output-dir", tmp_path / "refused", env=env)
+    assert refused.returncode == 2 and "MIDAS_RANDOM_WEIGHTS=1" in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    allowed = run_cli(
+        *args, "--output-dir", tmp_path / "allowed", env={**env, "MIDAS_RANDOM_WEIGHTS": "1"}
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert np.load(tmp_path / "allowed" / "coffee.npy").shape == (400, 600)

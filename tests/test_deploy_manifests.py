@@ -48,6 +48,7 @@ CONFIG_KEYS = {
     "MIDAS_DRAIN_S",
     "MIDAS_QUEUE_TIMEOUT_S",
     "MIDAS_MAX_WAITING",
+    "MIDAS_TRUSTED_PROXIES",
 }
 GUNICORN_GRACEFUL_TIMEOUT = 30  # gunicorn's default graceful_timeout, seconds
 MODEL_PATH = "/models/midas_small.pt"
@@ -228,7 +229,7 @@ def test_pdb_keeps_one_pod(manifests: list[dict[str, Any]], deployment: dict[str
 def test_resources_set(container: dict[str, Any]) -> None:
     resources = container["resources"]
     assert resources["requests"] == {"cpu": "2", "memory": "1Gi"}
-    assert resources["limits"] == {"cpu": "2", "memory": "1536Mi"}
+    assert resources["limits"] == {"cpu": "2", "memory": "2304Mi"}  # docs/operations.md
 
 
 def test_security_context(deployment: dict[str, Any], container: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-MB = 1024 * 1024  # the `client` app allows 2 MB uploads and 40,000,000 pixels
+MB = 1024 * 1024  # the `client` app allows 2 MB uploads and 24,000,000 pixels
 U415 = "unsupported_media_type"
 PHOTO = (np.indices((48, 64, 3)).sum(axis=0) * 2).astype(np.uint8)  # BGR, 64 wide x 48 high
 

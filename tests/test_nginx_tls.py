@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import socket
 import ssl
 import warnings
@@ -112,7 +113,8 @@ def site(model_path, tmp_path_factory):
         apps = []
         for name in ("a", "b"):
             (workdir / name).mkdir()
-            apps.append(stack.enter_context(gunicorn(model_path, workdir / name, workers=1))[0])
+            app = gunicorn(model_path, workdir / name, workers=1, MIDAS_TRUSTED_PROXIES="1")
+            apps.append(stack.enter_context(app)[0])
         proxy = stack.enter_context(nginx_proxy(apps, workdir, tls=tls))
         yield {"apps": apps, "proxy": proxy, "ca": str(ca)}
 
@@ -189,13 +191,17 @@ def test_only_tls_1_2_and_newer(site):
 
 
 def test_requests_are_spread_over_every_upstream(site):
-    worker_pids = {requests.get(f"{app}/readyz", timeout=10).json()["pid"] for app in site["apps"]}
-    assert len(worker_pids) == 2
+    # Public /readyz names no pid (docs/operations.md): nginx's log names the upstream instead.
+    for number in range(8):
+        headers = {"X-Request-ID": f"spread-{number}"}
+        requests.get(
+            f"{site['proxy'].https}/readyz", verify=site["ca"], timeout=10, headers=headers
+        )
+    log = (site["proxy"].folder / "nginx.log").read_text().splitlines()
     seen = {
-        requests.get(f"{site['proxy'].https}/readyz", verify=site["ca"], timeout=10).json()["pid"]
-        for _ in range(8)
+        re.search(r"upstream=(\S+)", line).group(1) for line in log if "request_id=spread-" in line
     }
-    assert seen == worker_pids
+    assert seen == {app.removeprefix("http://") for app in site["apps"]}
 
 
 def test_server_header_has_no_version(site):
@@ -209,11 +215,62 @@ def test_server_header_has_no_version(site):
         assert answer.headers["Server"] == "nginx"
 
 
+# A quote ends nginx's JSON string; the rest would override "code". nginx must not echo it.
+HOSTILE_ID = 'a","code":"ok","x":"'
+
+
+def assert_nginx_json(answer, status: int, code: str) -> dict:
+    assert answer.status_code == status and answer.headers["Server"] == "nginx"
+    body = answer.json()  # valid JSON whatever X-Request-ID the client sent
+    assert body["error"]["code"] == code
+    assert body["request_id"] == answer.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"]), body["request_id"]  # nginx's own
+    return body
+
+
+def test_the_page_behind_tls_names_its_https_address(site):
+    """The app believes nginx's X-Forwarded-Proto (MIDAS_TRUSTED_PROXIES=1), so the curl
+    hint on the page is the address the visitor used, with https and the port."""
+    page = requests.get(f"{site['proxy'].https}/", verify=site["ca"], timeout=10).text
+    assert f"{site['proxy'].https}/predict -o" in page
+    direct = requests.get(f"{site['apps'][0]}/", timeout=10).text
+    assert f"{site['apps'][0]}/predict -o" in direct  # no proxy headers: as the client came
+
+
+def test_public_readiness_through_nginx_says_ready_and_nothing_more(site):
+    for url in (f"{site['proxy'].https}/readyz", f"{site['proxy'].http}/readyz"):
+        answer = requests.get(url, verify=site["ca"], timeout=10, allow_redirects=False)
+        assert answer.status_code == 200 and answer.json() == {"ready": True}, url
+    assert "versions" in requests.get(f"{site['apps'][0]}/readyz", timeout=10).json()
+
+
+def test_nginx_413_is_valid_json_whatever_the_request_id(site):
+    for request_id in (HOSTILE_ID, "x" * 129, "ok}{"):
+        answer = requests.post(
+            f"{site['proxy'].https}/predict",
+            data=b"\0" * (11 << 20),
+            headers={"Content-Type": "image/jpeg", "X-Request-ID": request_id},
+            verify=site["ca"],
+            timeout=30,
+        )
+        assert_nginx_json(answer, 413, "too_large")
+    fine = requests.post(
+        f"{site['proxy'].https}/predict",
+        data=b"\0" * (11 << 20),
+        headers={"Content-Type": "image/jpeg", "X-Request-ID": "client-id.1:2"},
+        verify=site["ca"],
+        timeout=30,
+    )
+    assert fine.status_code == 413 and fine.json()["request_id"] == "client-id.1:2"
+
+
 def test_gunicorn_down_is_a_503_json_with_retry_after(tmp_path, jpeg_640x480):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
     with nginx_proxy(dead, tmp_path, ready_status=503) as proxy:
         answer = post_jpeg(proxy.http, jpeg_640x480)
         probe = requests.get(f"{proxy.http}/readyz", timeout=10)
+        hostile = requests.get(f"{proxy.http}/", headers={"X-Request-ID": HOSTILE_ID}, timeout=10)
+    assert_nginx_json(hostile, 503, "unavailable")
     assert answer.status_code == 503 and probe.status_code == 503
     assert answer.headers["Retry-After"] == "1"
     body = answer.json()

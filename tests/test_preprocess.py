@@ -23,6 +23,9 @@ from midas_service.inference.preprocess import (
         (100, 3000, 32, 256),
         (3000, 100, 256, 32),
         (1, 1, 256, 256),
+        # 118.3 px rounds to 4 x 32 = 128, not floored to 96 (a phone screenshot)
+        (2532, 1170, 256, 128),
+        (1170, 2532, 128, 256),
     ],
 )
 def test_upper_bound_rule(width, height, expected_width, expected_height):
@@ -75,3 +78,22 @@ def test_upsample_is_torch_bicubic_without_aligned_corners(height, width):
     got = upsample(prediction, height, width)
     assert got.shape == (height, width)
     assert np.abs(got - expected).max() <= 1e-4 * float(expected.max() - expected.min())
+
+
+def test_an_8bit_photo_gives_the_float_photos_input_and_picture_exactly(photo_dir):
+    """/predict keeps 8-bit photos as uint8 (a quarter of the memory); the network input and
+    the side-by-side picture must be bit for bit those of the float32 photo."""
+    import cv2
+
+    from midas_service.images.decode import decode_pixels, read_header, to_float_rgb
+    from midas_service.images.visualize import side_by_side
+
+    data = (photo_dir / "chelsea.png").read_bytes()
+    header = read_header(data, len(data), 10**8)
+    rgb8 = decode_pixels(data, header, keep_8bit=True)
+    rgb = decode_pixels(data, header)
+    assert rgb8.dtype == np.uint8 and rgb.dtype == np.float32 and rgb8.shape == rgb.shape
+    np.testing.assert_array_equal(rgb, to_float_rgb(cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)))
+    np.testing.assert_array_equal(to_network_input(rgb8), to_network_input(rgb))
+    heat = np.zeros_like(rgb8)
+    np.testing.assert_array_equal(side_by_side(rgb8, heat), side_by_side(rgb, heat))

@@ -69,6 +69,11 @@ def test_predict_needs_one_of_the_keys(locked, jpeg_640x480):
     assert_unauthorized(post(**{"X-API-Key": KEYS[0] + "x"}), invalid=True)
     assert_unauthorized(post(Authorization=f"Basic {KEYS[0]}"), invalid=False)
     assert_unauthorized(post(Authorization="Bearer ünïcode"), invalid=True)
+    # A prefix of a key is not the key (a comparison of the given length only would pass it).
+    for prefix in ("f", KEYS[0][:-1], KEYS[1][:6]):
+        assert_unauthorized(post(Authorization=f"Bearer {prefix}"), invalid=True)
+        assert_unauthorized(post(**{"X-API-Key": prefix}), invalid=True)
+    assert_unauthorized(post(Authorization=f"Bearer {KEYS[0]}{KEYS[1]}"), invalid=True)
     query = locked.post(f"/predict?api_key={KEYS[0]}", data=jpeg_640x480, content_type="image/jpeg")
     assert_unauthorized(query, invalid=False)  # keys never travel in URLs (they end up in logs)
     assert heatmap(post(Authorization=f"Bearer {KEYS[0]}")).shape == (480, 640, 3)
@@ -106,7 +111,12 @@ def test_probes_page_and_documents_are_open_but_computing_needs_a_key(locked, jp
         content_type="multipart/form-data",
     )
     assert_unauthorized(page_post, invalid=False)
-    assert_unauthorized(locked.get("/no-such-page"), invalid=False)
+    # No such path is a 404 with or without a key: a 401 would hide nothing and mislead.
+    for path in ("/no-such-page", "/predict/", "/admin"):
+        missing = locked.get(path)
+        assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+        assert "WWW-Authenticate" not in missing.headers
+    assert locked.get("/predict").status_code == 405  # wrong method: routing answers too
 
 
 def test_openapi_says_where_a_key_is_needed(locked, client):
@@ -129,6 +139,48 @@ def test_metrics_can_require_a_key(model_path):
     assert client.get("/healthz").status_code == 200
     spec = client.get("/openapi.json").get_json()
     assert "401" in spec["paths"]["/metrics"]["get"]["responses"]
+
+
+PROXIED = {"X-Forwarded-For": "203.0.113.7"}  # what nginx and the Ingress add
+
+
+def test_public_probes_say_ready_and_nothing_more(locked):
+    """Through a proxy /readyz and /healthz carry no pid, versions, paths or metadata; on
+    Gunicorn's own port (no forwarding header) operators still get all of it."""
+    public = locked.get("/readyz", headers=PROXIED)
+    assert public.status_code == 200 and public.get_json() == {"ready": True}
+    assert locked.get("/readyz", headers={"Forwarded": "for=203.0.113.7"}).get_json() == {
+        "ready": True
+    }
+    health = locked.get("/healthz", headers=PROXIED)
+    assert health.status_code == 200 and health.get_json() == {"status": "alive", "error": None}
+    operator = locked.get("/readyz").get_json()
+    assert operator["ready"] is True and isinstance(operator["pid"], int)
+    assert {"versions", "metadata", "openmp", "threads", "settings"} <= set(operator)
+
+
+def test_a_failed_model_is_not_described_to_the_public(tmp_path):
+    settings = Settings(model_path=tmp_path / "missing.pt", warmup_runs=0)
+    app = create_app(settings, load_model=False)
+    app.extensions["midas_runtime"].load()
+    client = app.test_client()
+    public = client.get("/healthz", headers=PROXIED)
+    assert public.status_code == 500 and public.get_json() == {"status": "failed", "error": None}
+    assert client.get("/readyz", headers=PROXIED).get_json() == {"ready": False}
+    for path in ("/healthz", "/readyz"):  # the operator sees why, with the path
+        assert str(tmp_path) in client.get(path).get_json()["error"]
+
+
+def test_private_metrics_are_hidden_publicly_even_without_keys(model_path):
+    settings = Settings(model_path=model_path, metrics_public=False)
+    client = create_app(settings, load_model=False).test_client()
+    hidden = client.get("/metrics", headers=PROXIED)
+    assert hidden.status_code == 404 and hidden.get_json()["error"]["code"] == "not_found"
+    assert b"midas_" not in hidden.data
+    scrape = client.get("/metrics")  # Prometheus on the pod's own port
+    assert scrape.status_code == 200 and b"midas_requests_total" in scrape.data
+    shown = create_app(Settings(model_path=model_path), load_model=False).test_client()
+    assert shown.get("/metrics", headers=PROXIED).status_code == 200  # the default: public
 
 
 def test_cors_is_off_by_default(client):
@@ -239,6 +291,19 @@ def test_no_server_version_and_keys_through_gunicorn_and_nginx(model_path, tmp_p
         gunicorn(model_path, tmp_path, workers=1, MIDAS_API_KEYS=KEYS[0]) as (direct, _),
         nginx(direct, tmp_path) as proxied,
     ):
+        # nginx marks what it passes on as public: readiness without the operator's detail.
+        assert requests.get(f"{proxied}/readyz").json() == {"ready": True}
+        assert "pid" in requests.get(f"{direct}/readyz").json()
+        for base in (direct, proxied):
+            missing = requests.get(f"{base}/no-such-page")
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        # A key sent in the URL is refused and never lands in Gunicorn's access log.
+        in_url = requests.post(
+            f"{direct}/predict?output=depth&api_key={KEYS[0]}",
+            data=jpeg_640x480,
+            headers={"Content-Type": "image/jpeg", "X-Request-ID": "key-in-url"},
+        )
+        assert in_url.status_code == 401
         for base in (direct, proxied):
             health = requests.get(f"{base}/healthz")
             server = health.headers.get("Server", "")
@@ -272,3 +337,7 @@ def test_no_server_version_and_keys_through_gunicorn_and_nginx(model_path, tmp_p
         # nginx warns whenever it spills a request body to a temporary file
         (error_log,) = tmp_path.glob("nginx-*/nginx-error.log")
         assert "temporary file" not in error_log.read_text()
+    (access_log,) = tmp_path.glob("gunicorn-*.log")
+    lines = [line for line in access_log.read_text().splitlines() if "key-in-url" in line]
+    assert len(lines) == 1 and 'query="output=depth&api_key=REDACTED"' in lines[0], lines
+    assert KEYS[0] not in access_log.read_text()

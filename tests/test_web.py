@@ -56,6 +56,21 @@ def test_parameters_may_come_from_the_form(client, jpeg_640x480):
     assert (document["width"], document["height"]) == (640, 480)
 
 
+@pytest.mark.parametrize(
+    ("query", "form"),
+    [("output=depth", {"output": "heatmap"}), ("colormap=magma", {"colormap": "magma"})],
+)
+def test_a_parameter_in_both_the_query_and_the_form_is_refused(client, jpeg_640x480, query, form):
+    response = client.post(
+        f"/predict?{query}",
+        data={"image": (io.BytesIO(jpeg_640x480), "cat.jpg"), **form},
+        content_type="multipart/form-data",
+    )
+    assert_json_error(response, 400, "bad_parameter")
+    name = query.split("=")[0]
+    assert f"{name} is given 2 times" in response.get_json()["error"]["message"]
+
+
 def test_json_output_is_refused_for_huge_maps(client):
     from midas_service.images.outputs import JSON_MAX_PIXELS
 
@@ -258,9 +273,18 @@ def assert_strict_page(response) -> None:
     assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
     policy = response.headers["Content-Security-Policy"]
     csp = dict(part.strip().split(" ", 1) for part in policy.split(";"))
-    assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'"
-    assert csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
-    assert csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'"
+    assert csp == {  # every directive: one missing (base-uri, form-action) is a hole
+        "default-src": "'none'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": "'self' data: blob:",
+        "connect-src": "'self'",
+        "object-src": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'self'",
+        "frame-ancestors": "'none'",
+        "require-trusted-types-for": "'script'",
+    }
 
 
 def test_upload_page_works_without_javascript(client, jpeg_640x480):

@@ -152,3 +152,24 @@ def test_a_full_disk_is_reported_as_such(server, tmp_path, monkeypatch):
     assert "could not download" not in message
     assert "could not write" in message and "No space left on device" in message
     assert list(tmp_path.iterdir()) == []  # the partial download is removed
+
+
+def test_the_export_script_checks_sha256_of_a_local_checkpoint(weights_file, tmp_path):
+    """Pinning with --sha256 holds for --weights too, not only for the download."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    output = tmp_path / "pinned.pt"
+    result = subprocess.run(
+        [
+            sys.executable, str(ROOT / "scripts" / "export_torchscript.py"),
+            "--weights", str(weights_file), "--sha256", "ab" * 32, "--output", str(output),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    digest = hashlib.sha256(weights_file.read_bytes()).hexdigest()
+    assert result.returncode == 1, result.stderr
+    assert f"has SHA-256 {digest}, expected {'ab' * 32}" in result.stderr
+    assert not output.exists() and not output.with_suffix(".onnx").exists()

@@ -14,6 +14,10 @@ import numpy as np
 
 from midas_service.images import encode, visualize
 
+# Part of every result-cache key (web/cache.py): bump it with any change to how answers are
+# rendered or encoded (colours, scaling, encoder settings), so a release never serves the bytes
+# the previous one cached (Redis keeps them for MIDAS_CACHE_TTL_S).
+RENDER_VERSION = 1
 JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV's encoder fails beyond it
 PNG_MAX_SIDE = 1_000_000  # libpng's default user limit, enforced on write (and on read)
 # JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
@@ -114,7 +118,9 @@ class Save:
 
 SAVES: dict[str, Save] = {
     "heatmap": Save("heatmap", "png", "-depth.png"),
-    "png16": Save("depth", "png16", ".png"),
+    # "-depth16.png", not ".png": every picture the CLI writes has an ending of its own, so a
+    # folder scan can tell its outputs from photos (cli.find_images skips them).
+    "png16": Save("depth", "png16", "-depth16.png"),
     "npy": Save("depth", "npy", ".npy"),
     "pfm": Save("depth", "pfm", ".pfm"),
     "side": Save("side", "png", "-side.png"),

@@ -58,7 +58,8 @@ class DepthEstimator(Generic[EngineT]):
         self.engine = engine
 
     def predict(self, rgb: np.ndarray, times: StageTimes | None = None) -> np.ndarray:
-        """(H, W, 3) float32 RGB in [0, 1] -> (H, W) float32 relative inverse depth."""
+        """(H, W, 3) float32 RGB in [0, 1] (or uint8 RGB) -> (H, W) float32 relative inverse
+        depth."""
         times = times if times is not None else StageTimes()
         start = time.perf_counter()
         batch = to_network_input(rgb)

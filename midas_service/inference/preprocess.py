@@ -30,11 +30,13 @@ def _fit_side(scaled: float) -> int:
 
 
 def to_network_input(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float32 RGB in [0, 1] -> contiguous (1, 3, h, w) float32 network input."""
+    """(H, W, 3) float32 RGB in [0, 1], or uint8 RGB -> contiguous (1, 3, h, w) float32 network
+    input. uint8 is scaled exactly as ``decode.to_float_rgb`` scales it, in a copy that lives
+    only for the resize."""
     height, width = network_size(*rgb.shape[:2])
-    resized = np.asarray(
-        cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC), np.float32
-    )
+    if rgb.dtype == np.uint8:
+        rgb = np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
+    resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
     resized -= IMAGENET_MEAN
     resized /= IMAGENET_STD
     return np.ascontiguousarray(resized.transpose(2, 0, 1)[np.newaxis])

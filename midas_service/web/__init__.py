@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from midas_service.config import Settings
 from midas_service.inference.runtime import ModelRuntime
@@ -69,6 +70,12 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         app.wsgi_app, bound=2 * settings.max_upload_bytes
     )
     overload.install(app, settings)
+    if settings.trusted_proxies:
+        # Believe exactly that many proxies' X-Forwarded-For/-Proto/-Host/-Port (the last
+        # entries; anything a client put before them is ignored), so links the app writes,
+        # like the page's curl hint, say https://host:8443 behind nginx's TLS.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     if load_model:
         runtime.start()
     return app

@@ -13,8 +13,9 @@ from midas_service.images.outputs import FORMATS, RenderOptions
 from midas_service.inference.runtime import ModelRuntime
 from midas_service.serving import lifecycle
 from midas_service.web import metrics, overload
-from midas_service.web.cache import CacheUnavailable, Entry, model_identity, result_key
+from midas_service.web.cache import CacheUnavailable, Entry, engine_identity, result_key
 from midas_service.web.openapi import openapi_document
+from midas_service.web.security import is_public
 from midas_service.web.upload import read_image_bytes, read_options
 
 api = Blueprint("api", __name__)
@@ -34,7 +35,11 @@ def run_prediction(options: RenderOptions, data: bytes) -> Answer:
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
-    key = result_key(data, model_identity(estimator.engine.metadata), asdict(options))
+    engine = estimator.engine
+    precision = str(getattr(engine, "precision", "fp32"))
+    key = result_key(
+        data, engine_identity(engine.backend, precision, engine.metadata), asdict(options)
+    )
     cached = cache_get(key)
     if cached is not None:
         fmt = FORMATS[options.format]
@@ -95,17 +100,26 @@ def predict() -> Response:
 def healthz() -> Response:
     """Alive unless the model failed for good (then a restart is the fix)."""
     error = runtime().error
-    response = jsonify(status="failed" if error else "alive", error=error)
+    # The load error names local paths: for operators on Gunicorn's own port only.
+    response = jsonify(status="failed" if error else "alive", error=None if is_public() else error)
     response.status_code = 500 if error else 200
     return response
 
 
 @api.get("/readyz")
 def readyz() -> Response:
-    info = runtime().describe()
-    if lifecycle.draining():  # stopping: send no new traffic, though it would still be served
-        info.update(ready=False, draining=True)
-    info["settings"] = current_app.config["MIDAS_PUBLIC_SETTINGS"]
+    """Ready or not. Operators (Gunicorn's own port) also get pid, versions, model metadata,
+    threads and any load error; the public (through nginx or the Ingress) gets none of it."""
+    draining = lifecycle.draining()  # stopping: send no new traffic, though it would be served
+    if is_public():
+        info: dict[str, object] = {"ready": runtime().ready and not draining}
+    else:
+        info = runtime().describe()
+        info["settings"] = current_app.config["MIDAS_PUBLIC_SETTINGS"]
+        if draining:
+            info["ready"] = False
+    if draining:
+        info["draining"] = True
     response = jsonify(info)
     response.status_code = 200 if info["ready"] else 503
     return response

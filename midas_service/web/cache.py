@@ -1,4 +1,5 @@
-"""Result cache: answers keyed by image, model and output options; in-process LRU or Redis.
+"""Result cache: answers keyed by image, engine, rendering code and output options; in-process
+LRU or Redis.
 
 Knows nothing of HTTP. A store maps a key to an :class:`Entry` (body + media type); a store
 that cannot answer (Redis down or slow) raises :class:`CacheUnavailable`, and the caller serves
@@ -16,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from midas_service.images.outputs import RENDER_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,18 @@ def model_identity(metadata: Mapping[str, object]) -> str:
         return digest
     canonical = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
     return "metadata-" + hashlib.sha256(canonical).hexdigest()
+
+
+def engine_identity(backend: str, precision: str, metadata: Mapping[str, object]) -> str:
+    """Everything besides the photo and the options that decides an answer's bytes: the
+    weights, the whole export metadata (a re-export may compute differently), the backend
+    and precision (TorchScript and ONNX differ in a few heatmap levels), and the rendering
+    code's version."""
+    canonical = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
+    export = hashlib.sha256(canonical).hexdigest()[:16]
+    return (
+        f"{model_identity(metadata)}:export-{export}:{backend}:{precision}:render-{RENDER_VERSION}"
+    )
 
 
 def result_key(image: bytes, model: str, options: Mapping[str, str]) -> str:

@@ -56,6 +56,7 @@ def _context(**extra: object) -> dict[str, object]:
         "colormaps": list(COLORMAPS),
         "colormap": current_app.config["MIDAS_SETTINGS"].colormap,
         "max_upload_mb": current_app.config["MIDAS_SETTINGS"].max_upload_mb,
+        "keys_required": bool(current_app.config["MIDAS_SETTINGS"].api_keys),
         **extra,
     }
 

@@ -7,6 +7,13 @@ All of it is off or neutral by default and installed by the app factory:
   page itself (GET /, static files: no data, no compute), the OpenAPI document, CORS
   preflights (browsers never send credentials on them), and /metrics unless
   ``MIDAS_METRICS_PUBLIC=0``.
+- Public or operator: a request that arrived through a proxy (nginx, the Ingress: it carries
+  ``X-Forwarded-For`` or ``Forwarded``) is public; one on Gunicorn's own port is an operator's
+  (probes, Prometheus, ``kubectl port-forward``). Public /readyz and /healthz say ready or not
+  and little else; with ``MIDAS_METRICS_PUBLIC=0`` public /metrics needs a key, or is a 404
+  when no keys are set. A client can only make itself public by sending the header, never an
+  operator by leaving it out: the proxy adds it.
+- Unknown paths are 404 with or without keys (a 401 would hide nothing and confuse).
 - CORS (``MIDAS_CORS_ORIGINS``): exact origins only; the answer names the caller's origin.
 - Headers on every answer: nosniff, no referrer, no framing. (The page's CSP is the page's.)
 - Uploads: Werkzeug spools multipart files over 500 KB to a temporary file; here they stay in
@@ -22,7 +29,7 @@ from typing import IO
 from flask import Flask, Request, Response, request
 
 from midas_service.config import Settings
-from midas_service.web.errors import error_response
+from midas_service.web.errors import ApiError, error_response
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -37,6 +44,9 @@ PUBLIC_ENDPOINTS = {
     "page.colormaps",
     "static",
 }
+# Headers a reverse proxy adds to what it passes on (nginx here, ingress-nginx and other
+# Ingress controllers too); a request on Gunicorn's own port has none of them.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded")
 CORS_METHODS = "GET, POST"
 CORS_REQUEST_HEADERS = "Authorization, X-API-Key, Content-Type, X-Request-ID"
 CORS_EXPOSED_HEADERS = "Server-Timing, X-Request-ID, Content-Disposition"
@@ -54,6 +64,17 @@ class InMemoryRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         return io.BytesIO()
+
+
+class NotFound(ApiError):
+    """Answered as the app's JSON 404, as for any path that does not exist."""
+
+    code = "not_found"
+
+
+def is_public() -> bool:
+    """True for a request that came through a reverse proxy, i.e. from the public side."""
+    return any(name in request.headers for name in FORWARDING_HEADERS)
 
 
 def presented_key() -> bytes | None:
@@ -77,7 +98,8 @@ def install_security(app: Flask, settings: Settings) -> None:
     app.request_class = InMemoryRequest
     keys = [key.encode("utf-8") for key in settings.api_keys]
     origins = frozenset(settings.cors_origins)
-    public = PUBLIC_ENDPOINTS | ({"api.prometheus_metrics"} if settings.metrics_public else set())
+    open_metrics = settings.metrics_public
+    public = PUBLIC_ENDPOINTS | ({"api.prometheus_metrics"} if open_metrics else set())
 
     def is_preflight() -> bool:
         return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
@@ -90,6 +112,11 @@ def install_security(app: Flask, settings: Settings) -> None:
             response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
             response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE_S
             return response
+        if request.url_rule is None:
+            return None  # no such path (404) or method (405): routing answers, key or not
+        hidden_metrics = request.endpoint == "api.prometheus_metrics" and not open_metrics
+        if hidden_metrics and not keys and is_public():
+            raise NotFound("no such path")  # nothing to authenticate with: not served publicly
         if not keys or request.method == "OPTIONS" or request.endpoint in public:
             return None
         given = presented_key()
