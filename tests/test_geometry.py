@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import pygltflib
 import pytest
-from plyfile import PlyData
 from PIL import Image
+from plyfile import PlyData
 
 from midas_service.answer import render, with_camera
 from midas_service.geometry.camera import fov_from_35mm, pinhole
@@ -319,3 +319,131 @@ def test_glb_header_lengths_are_consistent():
     assert (magic, version, length) == (0x46546C67, 2, len(data))
     json_length, json_type = struct.unpack_from("<II", data, 12)
     assert json_type == 0x4E4F534A and json_length % 4 == 0
+
+
+# Through /predict (the in-process app, on each backend) and the batch CLI.
+
+
+def predicted(client, data: bytes, **params: str):
+    response = client.post("/predict", query_string=params, data=data, content_type="image/jpeg")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response
+
+
+def test_predict_pointcloud_is_the_depth_map_through_the_documented_rule(client, jpeg_640x480):
+    response = predicted(
+        client, jpeg_640x480, output="pointcloud", format="ply", near="2", far="5", max_side="64"
+    )
+    assert response.mimetype == "application/x-ply"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="depth.ply"'
+    vertices = read_ply(response.data)
+    grid = make_grid(640, 480, 64)
+    assert len(vertices) == grid.size == 64 * 48
+    rgb = cv2.imdecode(np.frombuffer(jpeg_640x480, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    colours = np.stack([vertices["red"], vertices["green"], vertices["blue"]], axis=1)
+    assert np.array_equal(colours, rgb[np.ix_(grid.ys, grid.xs)].reshape(-1, 3))
+    inverse = np.load(io.BytesIO(predicted(client, jpeg_640x480, output="depth").data))
+    t = (inverse - inverse.min()) / (inverse.max() - inverse.min())
+    expected = (1 / (1 / 5 + t * (1 / 2 - 1 / 5)))[np.ix_(grid.ys, grid.xs)].ravel()
+    span = expected.max() - expected.min()
+    assert np.abs(-vertices["z"] - expected).max() <= 1e-4 * span  # runs differ in last bits
+
+
+def test_predict_mesh_is_a_valid_textured_glb(client, jpeg_640x480, tmp_path):
+    response = predicted(client, jpeg_640x480, output="mesh", fov="75")
+    assert response.mimetype == "model/gltf-binary"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="depth.glb"'
+    gltf, blob = read_glb(response.data)
+    primitive = gltf.meshes[0].primitives[0]
+    assert len(accessor(gltf, blob, primitive.attributes.POSITION)) == 512 * 384
+    assert gltf.asset.extras["fov_deg"] == pytest.approx(75.0)
+    assert texture_of(gltf, blob).shape == (480, 640, 3)
+    issues = validate(response.data, tmp_path)["issues"]
+    assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
+
+
+BAD_VIEWS = {  # id: (query, the parameter the message must name)
+    "fov-zero": ("output=pointcloud&fov=0", "fov"),
+    "fov-180": ("output=mesh&fov=180", "fov"),
+    "fov-negative": ("output=mesh&fov=-10", "fov"),
+    "fov-text": ("output=mesh&fov=wide", "fov"),
+    "fov-nan": ("output=mesh&fov=nan", "fov"),
+    "fov-twice": ("output=mesh&fov=50&fov=60", "fov"),
+    "near-zero": ("output=pointcloud&near=0", "near"),
+    "near-beyond-far": ("output=pointcloud&near=5&far=2", "far"),
+    "near-equals-far": ("output=mesh&near=3&far=3", "far"),
+    "far-infinite": ("output=mesh&far=inf", "far"),
+    "grid-too-large": ("output=mesh&max_side=5000", "max_side"),
+    "grid-too-small": ("output=mesh&max_side=1", "max_side"),
+    "grid-fraction": ("output=pointcloud&max_side=64.5", "max_side"),
+    "fov-for-a-heatmap": ("output=heatmap&fov=60", "fov"),
+    "grid-for-depth": ("output=depth&format=npy&max_side=64", "max_side"),
+    "format-for-mesh": ("output=mesh&format=ply", "format"),
+}
+
+
+@pytest.mark.parametrize(("query", "parameter"), BAD_VIEWS.values(), ids=BAD_VIEWS.keys())
+def test_bad_3d_parameters_are_400_naming_the_parameter(client, jpeg_640x480, query, parameter):
+    response = client.post(f"/predict?{query}", data=jpeg_640x480, content_type="image/jpeg")
+    assert response.status_code == 400 and response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert error["code"] == "bad_parameter" and parameter in error["message"], error
+
+
+def test_openapi_lists_the_3d_outputs_and_parameters(client):
+    spec = client.get("/openapi.json").get_json()
+    parameters = {p["name"]: p for p in spec["paths"]["/predict"]["post"]["parameters"]}
+    assert {"pointcloud", "mesh"} <= set(parameters["output"]["schema"]["enum"])
+    assert {"ply", "glb"} <= set(parameters["format"]["schema"]["enum"])
+    assert parameters["max_side"]["schema"]["maximum"] == 1024
+    assert parameters["fov"]["schema"]["exclusiveMaximum"] == 180
+    media = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]
+    assert "model/gltf-binary" in media and "application/x-ply" in media
+
+
+def test_cli_saves_ply_and_glb(model_path, photo_dir, tmp_path):
+    from tests.test_cli import run_cli
+
+    out = tmp_path / "out"
+    result = run_cli(
+        "predict",
+        photo_dir / "chelsea.png",
+        "--model",
+        model_path,
+        "--output-dir",
+        out,
+        "--save",
+        "ply,glb",
+        "--max-side",
+        "100",
+    )
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"chelsea.ply", "chelsea.glb"}
+    grid = make_grid(451, 300, 100)
+    vertices = read_ply((out / "chelsea.ply").read_bytes())
+    rgb = cv2.imread(str(photo_dir / "chelsea.png"))[..., ::-1]
+    colours = np.stack([vertices["red"], vertices["green"], vertices["blue"]], axis=1)
+    assert np.array_equal(colours, rgb[np.ix_(grid.ys, grid.xs)].reshape(-1, 3))
+    gltf, blob = read_glb((out / "chelsea.glb").read_bytes())
+    positions = accessor(gltf, blob, gltf.meshes[0].primitives[0].attributes.POSITION)
+    assert np.array_equal(positions, np.stack([vertices[a] for a in "xyz"], axis=1))
+
+
+def test_cli_refuses_a_bad_fov_in_one_line(model_path, photo_dir, tmp_path):
+    from tests.test_cli import run_cli
+
+    result = run_cli(
+        "predict",
+        photo_dir / "chelsea.png",
+        "--model",
+        model_path,
+        "--output-dir",
+        tmp_path,
+        "--save",
+        "glb",
+        "--fov",
+        "200",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--fov" in result.stderr
+    assert "Traceback" not in result.stderr
