@@ -163,7 +163,9 @@ function show(view, built) {
   }
   view.shown = built;
   view.scene.add(built.object);
+  // The photo's shape, as wide as fits both the page and 75 % of the window's height.
   ui.canvas.style.aspectRatio = String(built.aspect);
+  ui.canvas.style.width = `min(100%, calc(75vh * ${built.aspect}))`;
   const { camera, controls } = view;
   camera.fov = built.yfovDeg;
   camera.near = built.znear;
