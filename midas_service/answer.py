@@ -8,11 +8,17 @@ result cache and admission between :func:`check` and :func:`compute`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from midas_service.images.decode import ImageHeader, decode_pixels, read_header
+from midas_service.geometry.camera import DEFAULT_FOV_DEG, fov_from_35mm
+from midas_service.images.decode import (
+    ImageHeader,
+    decode_pixels,
+    focal_length_35mm,
+    read_header,
+)
 from midas_service.images.output_limits import output_refusal
 from midas_service.images.outputs import FORMATS, KINDS, RenderOptions
 from midas_service.inference.pipeline import DepthEstimator, StageTimes
@@ -45,7 +51,7 @@ class Timings:
 
 
 def refuse_unfit_output(width: int, height: int, options: RenderOptions) -> None:
-    message = output_refusal(width, height, options.output, options.format)
+    message = output_refusal(width, height, options.output, options.format, options.max_side)
     if message:
         raise OutputTooLarge(message)
 
@@ -55,6 +61,16 @@ def check(data: bytes, options: RenderOptions, limits: InputLimits) -> ImageHead
     header = read_header(data, limits.max_bytes, limits.max_pixels)
     refuse_unfit_output(header.width, header.height, options)
     return header
+
+
+def with_camera(data: bytes, options: RenderOptions, width: int, height: int) -> RenderOptions:
+    """``options`` with the 3D outputs' ``fov`` settled: as given, else from the photo's EXIF
+    ``FocalLengthIn35mmFilm``, else the default. Other outputs are returned unchanged."""
+    if not KINDS[options.output].geometry or options.fov is not None:
+        return options
+    focal = focal_length_35mm(data)
+    fov = DEFAULT_FOV_DEG if focal is None else fov_from_35mm(focal, width, height)
+    return replace(options, fov=fov)
 
 
 def render(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> Answer:
@@ -78,6 +94,7 @@ def compute(
     # 360 MB less held while the answer is rendered (docs/operations.md, "Memory").
     rgb = decode_pixels(data, header, keep_8bit=True)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
+    options = with_camera(data, options, rgb.shape[1], rgb.shape[0])
     decoded = time.perf_counter()
     times = StageTimes()
     depth = estimator.predict(rgb, times)

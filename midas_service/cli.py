@@ -9,16 +9,20 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from midas_service.answer import render
+from midas_service.answer import render, with_camera
 from midas_service.config import ConfigError, Settings
+from midas_service.geometry import view
+from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
+from midas_service.geometry.grid import DEFAULT_MAX_SIDE
 from midas_service.images import visualize
 from midas_service.images.decode import ImageError, read_image_file
-from midas_service.images.outputs import SAVES, RenderOptions
+from midas_service.images.outputs import KINDS, SAVES, RenderOptions
 from midas_service.inference.engines import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -111,13 +115,30 @@ def plan_outputs(
 
 
 def outputs_for(
-    rgb: np.ndarray, depth: np.ndarray, kinds: list[str], colormap: str
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    kinds: list[str],
+    colormap: str,
+    view_options: RenderOptions | None = None,
+    photo: bytes = b"",
 ) -> dict[str, bytes]:
-    """The bytes of each ``--save`` kind, rendered as /predict renders that output and format."""
-    return {
-        kind: render(rgb, depth, RenderOptions(SAVES[kind].kind, SAVES[kind].format, colormap)).body
-        for kind in kinds
-    }
+    """The bytes of each ``--save`` kind, rendered as /predict renders that output and format.
+
+    ``view_options`` carries the 3D parameters; ``photo`` (the file's bytes) gives the 3D
+    outputs the camera of its EXIF when ``fov`` is not set.
+    """
+    base = view_options or RenderOptions("heatmap", "png", colormap)
+    height, width = depth.shape
+    outputs = {}
+    for kind in kinds:
+        options = replace(base, output=SAVES[kind].kind, format=SAVES[kind].format)
+        options = with_camera(photo, options, width, height) if photo else options
+        outputs[kind] = render(rgb, depth, options).body
+    return outputs
+
+
+def wants_photo_bytes(kinds: list[str]) -> bool:
+    return any(KINDS[SAVES[kind].kind].geometry for kind in kinds)
 
 
 def parse_save(value: str) -> list[str]:
@@ -153,7 +174,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
             "this command's own " + ", ".join(OWN_ENDINGS) + " files). Outputs "
             "are named after the input's stem: <stem>-depth.png (heatmap), <stem>-depth16.png "
             "(png16: min-max 16-bit), <stem>.npy (float32), <stem>.pfm, <stem>-side.png (input | "
-            "heatmap); a folder's sub-folders are mirrored under --output-dir. Before any work, "
+            "heatmap), <stem>.ply (point cloud), <stem>.glb (textured mesh; see docs/3d.md for "
+            "--fov, --near, --far and --max-side); a folder's sub-folders are mirrored under "
+            "--output-dir. Before any work, "
             "the run stops (exit code 2) if two inputs would write the same file, if an output "
             "would replace an input (even with --overwrite), or if an output exists already and "
             "--overwrite is not given. A model with random weights is refused unless "
@@ -184,15 +207,33 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         help="heatmap colours (default: inferno; near is bright)",
     )
     predict.add_argument(
+        "--fov",
+        type=float,
+        default=None,
+        help="3D outputs: horizontal angle of view in degrees (default: from EXIF, else 60)",
+    )
+    predict.add_argument(
+        "--near", type=float, default=DEFAULT_NEAR, help="3D outputs: nearest depth (default: 1)"
+    )
+    predict.add_argument(
+        "--far", type=float, default=DEFAULT_FAR, help="3D outputs: farthest depth (default: 10)"
+    )
+    predict.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULT_MAX_SIDE,
+        help=f"3D outputs: most grid vertices per side (default: {DEFAULT_MAX_SIDE})",
+    )
+    predict.add_argument(
         "--backend",
         choices=BACKENDS,
-        default=os.environ.get("MIDAS_BACKEND", "").strip() or DEFAULT_BACKEND,
+        default=settings.backend,
         help=f"default: MIDAS_BACKEND, else {DEFAULT_BACKEND}",
     )
     predict.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default=os.environ.get("MIDAS_PRECISION", "").strip().lower() or DEFAULT_PRECISION,
+        default=settings.precision,
         help=f"default: MIDAS_PRECISION, else {DEFAULT_PRECISION} (bf16: openvino on bf16 CPUs)",
     )
     predict.add_argument(
@@ -213,10 +254,25 @@ def refuse_existing(plan: dict[Path, list[Path]]) -> None:
         raise PlanError(f"{len(existing)} outputs exist already: {shown}{more}; pass --overwrite")
 
 
+def view_options(args: argparse.Namespace) -> RenderOptions:
+    """The 3D parameters of the command line, checked as /predict checks them."""
+    view.check_view(args.fov, args.near, args.far, args.max_side)
+    return RenderOptions(
+        "heatmap", "png", args.colormap, args.fov, args.near, args.far, args.max_side
+    )
+
+
 def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> int:
     from tqdm import tqdm
 
     settings = settings or Settings()
+
+    try:
+        options = view_options(args)
+    except view.BadView as exc:
+        log.error("--%s: %s", exc.parameter.replace("_", "-"), exc)
+        return 2
+    with_bytes = wants_photo_bytes(args.save)
     images = list(find_images(args.inputs))
     try:
         plan = plan_outputs(images, args.output_dir, args.save)
@@ -248,13 +304,16 @@ def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> i
         start = time.perf_counter()
         try:
             rgb = read_image_file(path)
+            photo = path.read_bytes() if with_bytes else b""
             depth = estimator.predict(rgb)
         except (ImageError, OSError, NonFiniteDepth) as exc:
             failures.append((path, str(exc)))
             log.error("skipped %s: %s", path, exc)
             continue
         for target, data in zip(
-            targets, outputs_for(rgb, depth, args.save, args.colormap).values(), strict=True
+            targets,
+            outputs_for(rgb, depth, args.save, args.colormap, options, photo).values(),
+            strict=True,
         ):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)

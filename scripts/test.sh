@@ -7,11 +7,27 @@ set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "$0")/env.sh"
 ensure_apt_packages nginx:nginx wrk:wrk chromium:chromium chromedriver:chromium-driver \
-    redis-server:redis-server
+    redis-server:redis-server node:nodejs npm:npm
+
+# The Khronos glTF validator (npm) for tests/test_geometry.py, kept outside the clone and keyed
+# by its version like the venv.
+GLTF_VALIDATOR_VERSION=2.0.0-dev.3.10
+ensure_gltf_validator() {
+    local folder="${MIDAS_VENV_ROOT:-$HOME/.cache/midas-service}/gltf-validator-$GLTF_VALIDATOR_VERSION"
+    if [ ! -f "$folder/.complete" ]; then
+        log "installing gltf-validator@$GLTF_VALIDATOR_VERSION into $folder"
+        mkdir -p "$folder"
+        npm install --prefix "$folder" --no-audit --no-fund --silent \
+            "gltf-validator@$GLTF_VALIDATOR_VERSION"
+        touch "$folder/.complete"
+    fi
+    export MIDAS_GLTF_VALIDATOR="$folder/node_modules/gltf-validator"
+}
 if [ "${CI:-}" = "true" ] || [ "${MIDAS_SMOKE_FRESH:-0}" = "1" ]; then
     "$PROJECT_ROOT/scripts/smoke_fresh_machine.sh"
 fi
 ensure_venv
+ensure_gltf_validator
 cd "$PROJECT_ROOT"
 shellcheck scripts/*.sh .ci/run
 ruff check .

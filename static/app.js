@@ -159,6 +159,7 @@ async function start(file, { live = false } = {}) {
     ui.timings.textContent = "";
     ui.probe.textContent = PROBE_HINT;
     delete ui.result.dataset.elapsedMs;
+    document.dispatchEvent(new CustomEvent("depth:started")); // for view3d.js
   }
   if (file.size > maxUploadBytes) {
     showError(
@@ -217,6 +218,7 @@ async function start(file, { live = false } = {}) {
     setStatus(`Depth of ${file.name || "your photo"}: bright is near, dark is far.`, null);
     showTimings(timings, uploadedAt - chosenAt, elapsed);
     await prepareDownloads(buffer);
+    if (!live) document.dispatchEvent(new CustomEvent("depth:shown", { detail: { file, baseName: state.baseName } }));
     return true;
   } catch (error) {
     if (generation !== state.generation || error.name === "AbortError") return false;

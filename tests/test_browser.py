@@ -23,6 +23,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -94,6 +95,7 @@ def browser(tmp_path, downloads):
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--enable-unsafe-swiftshader",  # WebGL in software (SwiftShader), for the 3D view
         "--disable-background-networking",
         "--disable-component-update",
         "--no-first-run",
@@ -234,7 +236,13 @@ def test_choose_a_photo_slide_recolour_and_download(site, browser, photos, downl
     assert "default-src 'none'" in csp and "script-src 'self';" in csp
     background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(17, 17, 17)"  # the stylesheet came from nginx's /static/
-    for module in ("app", "upload", "depth", "webcam"):  # ES modules need a JavaScript type
+    for module in (
+        "app",
+        "upload",
+        "depth",
+        "webcam",
+        "view3d",
+    ):  # ES modules need a JavaScript type
         response = requests.get(f"{site.url}/static/{module}.js", timeout=10)
         assert response.headers["Content-Type"] == "application/javascript"
         assert "Expires" in response.headers and "Server-Timing" not in response.headers  # nginx
@@ -309,6 +317,80 @@ def test_choose_a_photo_slide_recolour_and_download(site, browser, photos, downl
             origin.netloc,
         ), url
     assert browser.get_log("browser") == []
+
+
+def canvas_picture(element) -> np.ndarray:
+    """What the browser shows of ``element`` (RGB), from a screenshot of it."""
+    return decode(element.screenshot_as_png, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+def test_the_photo_in_3d_renders_orbits_and_downloads(site, browser, photos, downloads):
+    from plyfile import PlyData
+
+    browser.get(f"{site.url}/")
+    choose(browser, photos["coffee"])
+    wait_for_result(browser)
+    predicts_before = site.predict_requests_seen_by_nginx()
+    browser.find_element(By.ID, "show-3d").click()
+    section = browser.find_element(By.ID, "view3d")
+    WebDriverWait(browser, RESULT_TIMEOUT_S).until(lambda _: section.get_attribute("data-ready"))
+    assert site.predict_requests_seen_by_nginx() == predicts_before + 2  # the GLB and the PLY
+    canvas = browser.find_element(By.ID, "canvas3d")
+    assert canvas.is_displayed() and int(canvas.get_attribute("data-triangles")) > 0
+    assert "Shift+arrows turn" in browser.find_element(By.ID, "view3d-status").text
+
+    # The first frame is seen from where the photo was taken: it is the photo, right way up
+    # (torn where the random model's depth jumps, so the dark background shows through).
+    first = canvas_picture(canvas)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "view3d-first-frame.png").write_bytes(canvas.screenshot_as_png)
+    assert first.std() > 20, "the 3D canvas is blank"
+    photo = cv2.imread(str(photos["coffee"]))[..., ::-1]
+    assert abs(first.shape[1] / first.shape[0] - 1.5) < 0.01  # the view has the photo's shape
+    seen = cv2.resize(first, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_AREA)
+    upright = np.corrcoef(seen.ravel().astype(float), photo.ravel().astype(float))[0, 1]
+    upside_down = np.corrcoef(seen.ravel().astype(float), photo[::-1].ravel().astype(float))[0, 1]
+    assert upright > 0.5 and upright > upside_down + 0.3, (upright, upside_down)
+
+    # Keyboard: Shift+arrows turn the view, + zooms.
+    frames = int(canvas.get_attribute("data-frames"))
+    browser.execute_script("arguments[0].focus()", canvas)
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(*[Keys.ARROW_LEFT] * 6).key_up(
+        Keys.SHIFT
+    ).perform()
+    turned = canvas_picture(canvas)
+    assert int(canvas.get_attribute("data-frames")) > frames
+    assert np.abs(turned.astype(int) - first).mean() > 5
+    canvas.send_keys("+++")
+    zoomed = canvas_picture(canvas)
+    assert np.abs(zoomed.astype(int) - turned).mean() > 5
+    (ARTIFACTS / "view3d-turned.png").write_bytes(canvas.screenshot_as_png)
+
+    # The downloads are the API's files, named after the photo.
+    link = browser.find_element(By.ID, "download-ply")
+    assert link.get_attribute("download") == "coffee.ply"
+    link.click()
+    mine = PlyData.read(str(wait_for_download(downloads, "coffee.ply")))["vertex"].data
+    theirs = PlyData.read(
+        io.BytesIO(site.reference(photos["coffee"], output="pointcloud", format="ply"))
+    )["vertex"].data
+    assert len(mine) == len(theirs) == 512 * 341
+    for channel in ("red", "green", "blue"):
+        assert np.array_equal(mine[channel], theirs[channel])
+    assert np.allclose(mine["z"], theirs["z"], rtol=1e-4)
+    browser.find_element(By.ID, "download-glb").click()
+    glb = wait_for_download(downloads, "coffee.glb").read_bytes()
+    assert (
+        glb[:4] == b"glTF"
+        and abs(len(glb) - len(site.reference(photos["coffee"], output="mesh"))) < 4096
+    )
+    assert browser.get_log("browser") == []  # no CSP refusal, no script error
+
+    # The mouse wheel zooms too.
+    ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -400).perform()
+    WebDriverWait(browser, 10).until(
+        lambda _: np.abs(canvas_picture(canvas).astype(int) - zoomed).mean() > 5
+    )
 
 
 def test_a_broken_file_shows_an_error_and_the_next_photo_works(site, browser, photos):

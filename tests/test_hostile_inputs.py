@@ -216,7 +216,7 @@ BAD_REQUESTS = {  # id: (post() arguments, status, error code)
     "json": ({"content_type": "application/json"}, 415, U415),
     "form-urlencoded": ({"content_type": "application/x-www-form-urlencoded"}, 415, U415),
     "multipart-no-image-field": ({"field": "file"}, 400, "missing_image"),
-    "output": ({"query": "?output=mesh"}, 400, "bad_parameter"),
+    "output": ({"query": "?output=hologram"}, 400, "bad_parameter"),
     "format": ({"query": "?format=gif"}, 400, "bad_parameter"),
     "format-wrong-for-depth": ({"query": "?output=depth&format=jpeg"}, 400, "bad_parameter"),
     "colormap": ({"query": "?colormap=rainbow"}, 400, "bad_parameter"),

@@ -134,7 +134,7 @@ def test_server_timing_names_each_stage(backend_client, jpeg_640x480):
 @pytest.mark.parametrize(
     ("query", "code"),
     [
-        ("output=mesh", "bad_parameter"),
+        ("output=hologram", "bad_parameter"),
         ("output=depth&format=jpeg", "bad_parameter"),
         ("format=npy", "bad_parameter"),
         ("colormap=rainbow", "bad_parameter"),

@@ -31,6 +31,8 @@ SUPPORTED_FORMATS = ("jpeg", "png", "webp", "bmp", "tiff")
 # 2**20: one limit for every format keeps the rule simple and every accepted image decodable.
 MAX_SIDE = 1_000_000
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+EXIF_IFD = 0x8769
+FOCAL_LENGTH_35MM = 0xA405  # FocalLengthIn35mmFilm, in the Exif IFD; 0 means unknown
 
 
 class ImageError(Exception):
@@ -89,6 +91,29 @@ def _displayed_size(probe: Image.Image) -> tuple[int, int]:
     except Exception:  # any malformed EXIF: unrotated, as OpenCV reads it
         orientation = 1
     return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
+
+
+def focal_length_35mm(data: bytes) -> float | None:
+    """EXIF ``FocalLengthIn35mmFilm`` of an already checked upload, or None if it has none.
+
+    Read from the EXIF that comes with the header, as :func:`_displayed_size` does; any EXIF
+    that does not parse counts as none.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            if probe.format == "TIFF":
+                exif = probe.getexif()
+            else:
+                raw = probe.info.get("exif")
+                if not raw:
+                    return None
+                exif = Image.Exif()
+                exif.load(raw)
+            value = exif.get_ifd(EXIF_IFD).get(FOCAL_LENGTH_35MM)
+            focal = float(value) if value is not None else 0.0
+    except Exception:  # malformed EXIF or an odd value type: as if absent
+        return None
+    return focal if focal > 0 and focal == focal else None
 
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int]:

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midas_service.images import encode, visualize
+from midas_service.geometry.camera import DEFAULT_FOV_DEG
+from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
+from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, grid_shape
+from midas_service.geometry.surface import Surface, build_surface
+from midas_service.images import encode, encode3d, visualize
 
 # Part of every result-cache key (web/cache.py): bump it with any change to how answers are
 # rendered or encoded (colours, scaling, encoder settings), so a release never serves the bytes
@@ -42,6 +46,11 @@ class RenderOptions:
     output: str
     format: str
     colormap: str
+    # The 3D outputs' camera and depth rule (docs/3d.md); the other outputs ignore them.
+    fov: float | None = None  # horizontal degrees; None: from EXIF, else DEFAULT_FOV_DEG
+    near: float = DEFAULT_NEAR
+    far: float = DEFAULT_FAR
+    max_side: int = DEFAULT_MAX_SIDE  # grid vertices per side, at most
 
 
 Renderer = Callable[[np.ndarray, np.ndarray, RenderOptions], bytes]
@@ -60,7 +69,22 @@ def _depth(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
     return encode.encode_depth(depth, options.format)
 
 
-def _same_size(width: int, height: int) -> tuple[int, int]:
+def _surface(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions, mesh: bool) -> Surface:
+    fov = DEFAULT_FOV_DEG if options.fov is None else options.fov
+    return build_surface(
+        rgb, depth, fov, options.near, options.far, options.max_side, with_triangles=mesh
+    )
+
+
+def _pointcloud(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
+    return encode3d.to_ply(_surface(rgb, depth, options, mesh=False))
+
+
+def _mesh(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
+    return encode3d.to_glb(_surface(rgb, depth, options, mesh=True), encode3d.texture_jpeg(rgb))
+
+
+def _same_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return width, height
 
 
@@ -70,7 +94,9 @@ class OutputKind:
     formats: tuple[str, ...]  # the first is the default
     description: str
     render: Renderer
-    size: Callable[[int, int], tuple[int, int]] = _same_size  # the answer's picture size
+    # The answer's picture (or vertex grid) size for a photo's width, height and max_side.
+    size: Callable[[int, int, int], tuple[int, int]] = _same_size
+    geometry: bool = False  # takes the 3D parameters (fov, near, far, max_side)
 
     @property
     def default_format(self) -> str:
@@ -86,6 +112,9 @@ FORMATS: dict[str, Format] = {
         Format("png16", "image/png", ".png", True, max_side=PNG_MAX_SIDE),
         Format("pfm", "application/x-pfm", ".pfm", True),
         Format("json", "application/json", ".json", False, max_pixels=JSON_MAX_PIXELS),
+        # Sized by their vertex grid, which max_side already bounds.
+        Format("ply", "application/x-ply", ".ply", True, max_side=MAX_GRID_SIDE),
+        Format("glb", "model/gltf-binary", ".glb", True, max_side=MAX_GRID_SIDE),
     )
 }
 
@@ -101,7 +130,23 @@ KINDS: dict[str, OutputKind] = {
             ("jpeg", "png"),
             "the photo and its heatmap side by side",
             _side,
-            size=lambda width, height: (2 * width, height),
+            size=lambda width, height, max_side: (2 * width, height),
+        ),
+        OutputKind(
+            "pointcloud",
+            ("ply",),
+            "a coloured point cloud, one point per grid pixel (docs/3d.md)",
+            _pointcloud,
+            size=grid_shape,
+            geometry=True,
+        ),
+        OutputKind(
+            "mesh",
+            ("glb",),
+            "a grid mesh textured with the photo, torn at depth edges (docs/3d.md)",
+            _mesh,
+            size=grid_shape,
+            geometry=True,
         ),
     )
 }
@@ -124,4 +169,6 @@ SAVES: dict[str, Save] = {
     "npy": Save("depth", "npy", ".npy"),
     "pfm": Save("depth", "pfm", ".pfm"),
     "side": Save("side", "png", "-side.png"),
+    "ply": Save("pointcloud", "ply", ".ply"),
+    "glb": Save("mesh", "glb", ".glb"),
 }

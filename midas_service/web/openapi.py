@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from midas_service.config import Settings
+from midas_service.geometry.camera import DEFAULT_FOV_DEG
+from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
+from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, MIN_GRID_SIDE
 from midas_service.images.outputs import FORMATS, KINDS
 from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import ERROR_CODES
@@ -51,6 +54,50 @@ def _query(name: str, choices: list[str], default: str, description: str) -> dic
     }
 
 
+def _number(name: str, schema: dict[str, object], description: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def view_parameters() -> list[dict[str, object]]:
+    """The 3D parameters; refused with any output that is not 3D."""
+    three_d = " and ".join(name for name, kind in KINDS.items() if kind.geometry)
+    only = f"Only with output={three_d}."
+    return [
+        _number(
+            "fov",
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 180},
+            f"horizontal angle of view in degrees; default: from EXIF FocalLengthIn35mmFilm, "
+            f"else {DEFAULT_FOV_DEG:g}. {only}",
+        ),
+        _number(
+            "near",
+            {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_NEAR},
+            f"depth given to the nearest point of the map. {only}",
+        ),
+        _number(
+            "far",
+            {"type": "number", "default": DEFAULT_FAR},
+            f"depth given to the farthest point; must exceed near. {only}",
+        ),
+        _number(
+            "max_side",
+            {
+                "type": "integer",
+                "minimum": MIN_GRID_SIDE,
+                "maximum": MAX_GRID_SIDE,
+                "default": DEFAULT_MAX_SIDE,
+            },
+            f"most vertices per side of the grid. {only}",
+        ),
+    ]
+
+
 def openapi_document(settings: Settings) -> dict[str, object]:
     binary = {"type": "string", "format": "binary"}
     media = sorted({fmt.media_type for fmt in FORMATS.values()})
@@ -80,6 +127,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                             per_kind,
                         ),
                         _query("colormap", list(COLORMAPS), settings.colormap, "heatmap colours"),
+                        *view_parameters(),
                         {
                             "name": "X-Request-ID",
                             "in": "header",
@@ -108,7 +156,7 @@ def openapi_document(settings: Settings) -> dict[str, object]:
                     "responses": {
                         "200": {
                             "description": "heatmap/side picture (input size; side is twice as "
-                            "wide) or raw depth",
+                            "wide), raw depth, or a 3D point cloud (PLY) or mesh (GLB)",
                             "content": {m: {"schema": binary} for m in media},
                         },
                         **error_responses(),

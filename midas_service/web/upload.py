@@ -2,38 +2,96 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from flask import Request
 
+from midas_service.geometry import view
 from midas_service.images.outputs import KINDS, RenderOptions
 from midas_service.images.visualize import COLORMAPS
 from midas_service.web.errors import BadParameter, MissingImage, UnsupportedMediaType
 
 RAW_BODY_TYPES = ("application/octet-stream",)
 PARAMETERS = ("output", "format", "colormap")
+ALL_PARAMETERS = PARAMETERS + view.PARAMETERS  # the 3D ones only with a 3D output
 
 
-def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
+def _given(request: Request, name: str) -> str | None:
     given = request.args.getlist(name) + request.form.getlist(name)
     if len(given) > 1:
         raise BadParameter(f"{name} is given {len(given)} times; send it once")
-    value = (given[0] if given else "") or default
+    return given[0].strip() if given and given[0].strip() else None
+
+
+def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _given(request, name) or default
     value = value.strip().lower()
     if value not in choices:
         raise BadParameter(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 
+def _number(request: Request, name: str, default: float | None) -> float | None:
+    value = _given(request, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadParameter(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise BadParameter(f"{name} must be a finite number; got {value!r}")
+    return number
+
+
+def _whole(request: Request, name: str, default: int) -> int:
+    value = _given(request, name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number; got {value!r}") from None
+
+
 def read_options(request: Request, default_colormap: str) -> RenderOptions:
-    """Validated options; unknown names are refused rather than silently ignored."""
-    unknown = sorted((set(request.args) | set(request.form)) - set(PARAMETERS))
+    """Validated options; unknown names are refused rather than silently ignored, and so are
+    the 3D parameters with an output that has no use for them."""
+    names = set(request.args) | set(request.form)
+    unknown = sorted(names - set(ALL_PARAMETERS))
     if unknown:
         raise BadParameter(
-            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}"
+            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(ALL_PARAMETERS)}"
         )
     output = _choice(request, "output", tuple(KINDS), "heatmap")
     kind = KINDS[output]
     fmt = _choice(request, "format", kind.formats, kind.default_format)
-    return RenderOptions(output, fmt, read_colormap(request, default_colormap))
+    options = RenderOptions(output, fmt, read_colormap(request, default_colormap))
+    if not kind.geometry:
+        irrelevant = sorted(names & set(view.PARAMETERS))
+        if irrelevant:
+            three_d = " or ".join(name for name, k in KINDS.items() if k.geometry)
+            raise BadParameter(
+                f"{', '.join(irrelevant)} only apply to output={three_d}; "
+                f"output={output} takes {', '.join(PARAMETERS)}"
+            )
+        return options
+    return read_view(request, options)
+
+
+def read_view(request: Request, options: RenderOptions) -> RenderOptions:
+    """The 3D parameters (fov, near, far, max_side), each checked against its range."""
+    fov = _number(request, "fov", options.fov)
+    near = _number(request, "near", options.near)
+    far = _number(request, "far", options.far)
+    max_side = _whole(request, "max_side", options.max_side)
+    assert near is not None and far is not None
+    try:
+        view.check_view(fov, near, far, max_side)
+    except view.BadView as exc:
+        raise BadParameter(str(exc)) from None
+    return replace(options, fov=fov, near=near, far=far, max_side=max_side)
 
 
 def read_colormap(request: Request, default: str) -> str:
