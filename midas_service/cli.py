@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ["MIDAS_THREADS"]) if os.environ.get("MIDAS_THREADS") else None,
         help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
     )
+    from midas_service.jobs.worker import add_parser as add_worker_parser
+
+    add_worker_parser(commands)
     return parser
 
 
@@ -209,7 +212,12 @@ def run_predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     cv2.setNumThreads(1)
-    return run_predict(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        from midas_service.jobs.worker import run_worker
+
+        return run_worker(args)
+    return run_predict(args)
 
 
 if __name__ == "__main__":

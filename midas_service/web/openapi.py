@@ -5,6 +5,7 @@ from __future__ import annotations
 from midas_service.config import Settings
 from midas_service.images.outputs import FORMATS, KINDS
 from midas_service.images.visualize import COLORMAPS
+from midas_service.jobs.config import JobSettings
 from midas_service.web.errors import ERROR_CODES
 
 ERROR_SCHEMA = {
@@ -49,7 +50,7 @@ def _query(name: str, choices: list[str], default: str, description: str) -> dic
     }
 
 
-def openapi_document(settings: Settings) -> dict[str, object]:
+def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dict[str, object]:
     binary = {"type": "string", "format": "binary"}
     media = sorted({fmt.media_type for fmt in FORMATS.values()})
     formats = sorted(FORMATS)
@@ -131,6 +132,10 @@ def openapi_document(settings: Settings) -> dict[str, object]:
         },
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
+    if jobs is not None:
+        from midas_service.web.jobs import openapi_paths
+
+        document["paths"].update(openapi_paths(jobs))  # type: ignore[attr-defined]
     if settings.api_keys:
         _require_keys(document, settings.metrics_public)
     return document
@@ -143,6 +148,12 @@ def _require_keys(document: dict, metrics_public: bool) -> None:
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     paths = [("/predict", "post")] + ([] if metrics_public else [("/metrics", "get")])
+    paths += [
+        (path, method)
+        for path, operations in document["paths"].items()
+        if path.startswith("/jobs")
+        for method in operations
+    ]
     for path, method in paths:
         operation = document["paths"][path][method]
         operation["security"] = [{"bearer": []}, {"apiKey": []}]
