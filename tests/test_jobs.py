@@ -20,6 +20,9 @@ from tests.jobs_support import finished, poll, small_photos, worker, worker_env,
 from tests.servers import redis_server
 
 QUEUE = "midas-jobs-test"
+# The first test also waits for the session's model export and a worker's start, which on a
+# shared, loaded machine can pass the default 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
