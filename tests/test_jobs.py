@@ -5,6 +5,7 @@ Outputs are compared byte for byte with what /predict answers for the same photo
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import signal
@@ -398,3 +399,97 @@ def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
             body = poll(client, again["id"], finished)
             assert body["status"] == "finished"
             assert survivor.poll() is None  # the same worker, reconnected
+
+
+needs_video = pytest.mark.skipif(
+    importlib.util.find_spec("midas_service.video") is None,
+    reason="midas_service.video (the video branch) is not on this branch",
+)
+
+
+def clip_bytes(frames: int = 12, width: int = 96, height: int = 64) -> bytes:
+    """A short H.264 MP4 of moving crops of a real photo, made with PyAV."""
+    import av
+    import cv2
+    from skimage import data
+
+    cat = data.chelsea()
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            crop = cv2.resize(
+                cat[index * 4 : index * 4 + 200, index * 6 : index * 6 + 300], (width, height)
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+@needs_video
+def test_video_round_trip(client, running_worker):
+    import av
+    import numpy as np
+
+    clip = clip_bytes()
+    job = submit(client, [("clip.mp4", clip)], output="side", scale="frame")
+    body = poll(client, job["id"], finished, timeout=300)
+    assert body["status"] == "finished", body
+    assert body["progress"]["done"] == body["progress"]["total"] > 0
+    response = client.get(f"/jobs/{job['id']}/result")
+    assert response.status_code == 200 and response.mimetype == "video/mp4"
+    with av.open(io.BytesIO(response.data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(io.BytesIO(clip)) as container:
+        sources = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(sources) == 12
+    assert frames[0].shape == (64, 192, 3)  # photo | heatmap
+    # Each frame's heatmap is /predict's for that frame, up to the video codec's loss.
+    import cv2
+
+    _, png = cv2.imencode(".png", cv2.cvtColor(sources[5], cv2.COLOR_RGB2BGR))
+    expected = cv2.imdecode(
+        np.frombuffer(predict(client, png.tobytes(), output="side", format="png"), np.uint8),
+        cv2.IMREAD_COLOR,
+    )[:, :, ::-1]
+    got, want = frames[5][:, 96:].astype(float), expected[:, 96:].astype(float)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
+    ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and len(ranged.data) == 100  # a <video> can seek
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("midas_service.video") is not None, reason="video support is here"
+)
+def test_a_video_without_video_support_is_refused_clearly(client):
+    response = client.post(
+        "/jobs", data={"file": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42"), "v.mp4")}
+    )
+    assert response.status_code == 400
+    assert "no video support" in response.get_json()["error"]["message"]
+
+
+def test_metrics_count_jobs_by_outcome(client, running_worker):
+    from tests.support import metric
+
+    def scrape() -> str:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    before = scrape()
+    photo = small_photos(1)[0]
+    good = submit(client, [("a.jpg", photo)])
+    bad = submit(client, [("b.jpg", photo[:100])])
+    assert poll(client, good["id"], finished)["status"] == "finished"
+    assert poll(client, bad["id"], finished)["status"] == "failed"
+    after = scrape()
+    finished_count = r'midas_job_seconds_count\{kind="photos"\}'
+    failures = r'midas_job_failures_total\{reason="bad_input",retried="no"\}'
+    assert metric(after, finished_count) == metric(before, finished_count) + 1
+    assert metric(after, failures) == metric(before, failures) + 1
+    assert metric(after, r'midas_jobs_queue_length\{state="queued"\}') == 0
+    assert metric(after, "midas_jobs_redis_up") == 1
