@@ -191,8 +191,8 @@ def test_archives_refused_as_a_whole(app, model_path, redis_url, tmp_path):
     client = limited.test_client()
     photo = small_photos(1)[0]
     cases = {
-        "too many entries": zip_bytes({f"{i}.jpg": photo for i in range(4)}),
-        "expands past": zip_bytes({"big.jpg": bytes(2 * 1024 * 1024)}),
+        "more than the limit of 3": zip_bytes({f"{i}.jpg": photo for i in range(4)}),
+        "expands to": zip_bytes({"big.jpg": bytes(2 * 1024 * 1024)}),
         "not a readable zip": b"PK\x03\x04" + b"\x00" * 100,
     }
     for words, archive in cases.items():
