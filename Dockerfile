@@ -73,6 +73,11 @@ ENV MIDAS_MODEL_PATH=/models/midas_small.pt \
     GUNICORN_BIND=0.0.0.0:8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 
+# The job store (MIDAS_JOBS_DIR): a volume shared by the web and the worker containers mounts
+# here and takes this ownership when it is new.
+RUN mkdir -p /var/lib/midas-jobs && chown 10001:10001 /var/lib/midas-jobs
+ENV MIDAS_JOBS_DIR=/var/lib/midas-jobs
+
 USER 10001:10001
 EXPOSE 8000
 

@@ -158,6 +158,7 @@ def render_nginx_conf(
     max_upload_mb: str,
     tls: TlsFiles | None = None,
     tls_port: int | None = None,
+    jobs_max_upload_mb: str = "512",
 ) -> Path:
     """A complete nginx.conf around the project's templates, with every path inside ``folder``.
 
@@ -171,6 +172,7 @@ def render_nginx_conf(
             f"server {a.removeprefix('http://')};" for a in addresses
         ),
         "MIDAS_MAX_UPLOAD_MB": max_upload_mb,
+        "MIDAS_JOBS_MAX_UPLOAD_MB": jobs_max_upload_mb,
         "MIDAS_STATIC_ROOT": str(ROOT / "static"),
     }
     server_template = NGINX_TEMPLATE

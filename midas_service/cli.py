@@ -243,6 +243,9 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
     )
     video_command.add_parser(commands)
+    from midas_service.jobs.worker import add_parser as add_worker_parser
+
+    add_worker_parser(commands)
     return parser
 
 
@@ -350,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(settings).parse_args(argv)
     if args.command == "video":
         return video_command.run_video(args)
+    if args.command == "worker":
+        from midas_service.jobs.worker import run_worker
+
+        return run_worker(args)
     return run_predict(args, settings)
 
 

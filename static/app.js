@@ -5,6 +5,7 @@
 import { colourize, encodePng16, parseNpy, relativeDepthAt } from "./depth.js";
 import { sendPhoto } from "./upload.js";
 import { startWebcam } from "./webcam.js";
+import "./jobs.js"; // videos and zips as jobs: its own module, it registers itself
 
 const $ = (id) => document.getElementById(id);
 const form = $("upload");

@@ -21,7 +21,7 @@ COMPOSE = ROOT / "compose.yaml"
 TLS_OVERRIDE = ROOT / "compose.tls.yaml"
 TEMPLATES_DIR = "/etc/nginx/templates/"
 CONF_D = "conf.d/"  # where the official image renders templates, relative to /etc/nginx
-APP_SOURCES = ("midas_service/config.py", "gunicorn.conf.py")
+APP_SOURCES = ("midas_service/config.py", "midas_service/jobs/config.py", "gunicorn.conf.py")
 
 
 def interpolate(value: Any) -> Any:
@@ -192,3 +192,20 @@ def test_healthchecks(layout):
     port = nginx["environment"]["NGINX_PORT"]
     expected = "http://127.0.0.1/healthz" if port == "80" else f"http://127.0.0.1:{port}/healthz"
     assert nginx_check[-1] == expected
+
+
+def test_worker_and_redis_services(layout):
+    _, _, doc = layout
+    services = doc["services"]
+    app, worker, redis = services["app"], services["worker"], services["redis"]
+    assert worker["image"] == app["image"]  # one image, both roles; app builds it
+    assert worker["command"] == ["python", "-m", "midas_service", "worker"]
+    for role in (app, worker):
+        env = role["environment"]
+        assert env["REDIS_URL"] == "redis://redis:6379/0"
+        assert f"jobs:{env['MIDAS_JOBS_DIR']}" in role["volumes"]  # the one shared store
+        assert role["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "jobs" in doc["volumes"] and "redis" in doc["volumes"]
+    assert "--appendonly" in redis["command"] and "redis-cli" in redis["healthcheck"]["test"]
+    jobs_limit = app["environment"]["MIDAS_JOBS_MAX_UPLOAD_MB"]
+    assert services["nginx"]["environment"]["MIDAS_JOBS_MAX_UPLOAD_MB"] == jobs_limit

@@ -49,6 +49,11 @@ CONFIG_KEYS = {
     "MIDAS_QUEUE_TIMEOUT_S",
     "MIDAS_MAX_WAITING",
     "MIDAS_TRUSTED_PROXIES",
+    "REDIS_URL",
+    "MIDAS_JOBS_DIR",
+    "MIDAS_JOBS_MAX_MB",
+    "MIDAS_JOBS_TTL_S",
+    "MIDAS_JOBS_MAX_UPLOAD_MB",
 }
 GUNICORN_GRACEFUL_TIMEOUT = 30  # gunicorn's default graceful_timeout, seconds
 MODEL_PATH = "/models/midas_small.pt"
@@ -103,15 +108,15 @@ def manifests() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind]
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"].get("name"))]
     assert len(found) == 1, f"expected exactly one {kind}, found {len(found)}"
     return found[0]
 
 
 @pytest.fixture(scope="module")
 def deployment(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    return one(manifests, "Deployment")
+    return one(manifests, "Deployment", "midas-depth")
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +210,7 @@ def test_service_targets_container_port(
 def test_hpa_targets_deployment(
     manifests: list[dict[str, Any]], deployment: dict[str, Any]
 ) -> None:
-    hpa = one(manifests, "HorizontalPodAutoscaler")
+    hpa = one(manifests, "HorizontalPodAutoscaler", "midas-depth")
     assert hpa["apiVersion"] == "autoscaling/v2"
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["apiVersion"], target["kind"], target["name"]) == (
@@ -291,12 +296,118 @@ def test_config_map(
 def test_ingress_body_limit_matches_upload_limit(
     manifests: list[dict[str, Any]], config: dict[str, str]
 ) -> None:
-    ingresses = [d for d in manifests if d["kind"] == "Ingress"]
+    ingresses = [
+        d for d in manifests if d["kind"] == "Ingress" and d["metadata"]["name"] == "midas-depth"
+    ]
     if not ingresses:
         pytest.skip("no Ingress in the base")
     annotations = ingresses[0]["metadata"]["annotations"]
     body = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert body == f"{config.get('MIDAS_MAX_UPLOAD_MB', '10')}m"
+
+
+# --- jobs: workers, the shared store, Redis, KEDA ------------------------------------------------
+
+
+def volume_claims(deployment: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> claim name, for the PersistentVolumeClaims the pod's container mounts."""
+    spec = deployment["spec"]["template"]["spec"]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+    (box,) = spec["containers"]
+    return {
+        m["mountPath"]: claims[m["name"]]
+        for m in box.get("volumeMounts", [])
+        if m["name"] in claims
+    }
+
+
+def test_worker_runs_the_same_image_with_the_same_config(
+    manifests: list[dict[str, Any]], deployment: dict[str, Any], config: dict[str, str]
+) -> None:
+    worker = one(manifests, "Deployment", "midas-depth-worker")
+    (box,) = worker["spec"]["template"]["spec"]["containers"]
+    (api_box,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert box["image"] == api_box["image"]  # one image, both roles
+    assert box["command"] == ["python", "-m", "midas_service", "worker"]
+    assert box["envFrom"] == api_box["envFrom"]
+    assert selects(worker["spec"]["selector"]["matchLabels"], pod_labels(worker))
+    assert not selects(worker["spec"]["selector"]["matchLabels"], pod_labels(deployment))
+    # Both mount the one shared claim at MIDAS_JOBS_DIR, and it can be shared across nodes.
+    store = config["MIDAS_JOBS_DIR"]
+    assert volume_claims(worker)[store] == volume_claims(deployment)[store] == "midas-depth-jobs"
+    claim = one(manifests, "PersistentVolumeClaim", "midas-depth-jobs")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+
+
+def test_worker_hpa_on_cpu_is_the_fallback(manifests: list[dict[str, Any]]) -> None:
+    hpa = one(manifests, "HorizontalPodAutoscaler", "midas-depth-worker")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "midas-depth-worker"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+
+
+def test_jobs_ingress_takes_the_jobs_upload_limit(
+    manifests: list[dict[str, Any]], config: dict[str, str]
+) -> None:
+    ingress = one(manifests, "Ingress", "midas-depth-jobs")
+    body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert body == f"{config['MIDAS_JOBS_MAX_UPLOAD_MB']}m"
+    (rule,) = ingress["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/jobs"]
+    from midas_service.jobs.config import JobSettings
+
+    assert float(config["MIDAS_JOBS_MAX_UPLOAD_MB"]) == JobSettings.max_upload_mb
+
+
+def test_redis_manifest_is_where_redis_url_points(config: dict[str, str]) -> None:
+    docs = [d for d in yaml.safe_load_all((K8S / "redis" / "redis.yaml").read_text()) if d]
+    kustomization = yaml.safe_load((K8S / "redis" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["redis.yaml"]
+    service, redis = one(docs, "Service", "midas-redis"), one(docs, "Deployment", "midas-redis")
+    (port,) = service["spec"]["ports"]
+    assert config["REDIS_URL"] == f"redis://midas-redis:{port['port']}/0"
+    assert selects(service["spec"]["selector"], pod_labels(redis))
+    (box,) = redis["spec"]["template"]["spec"]["containers"]
+    assert "--appendonly" in box["args"]  # queued jobs survive a Redis restart
+
+
+def test_keda_overlay_scales_workers_on_queue_length(config: dict[str, str]) -> None:
+    from midas_service.jobs.config import JobSettings
+
+    overlay = ROOT / "k8s-keda"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert "../k8s" in kustomization["resources"]
+    if shutil.which("kubectl"):
+        rendered = subprocess.run(
+            ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=120
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+        hpas = [d["metadata"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+        assert hpas == ["midas-depth"], "KEDA's HPA replaces the workers' CPU HPA"
+    else:
+        docs = [yaml.safe_load((overlay / "scaledobject.yaml").read_text())]
+    scaled = one(docs, "ScaledObject", "midas-depth-worker")
+    # The fields KEDA's CRD (keda.sh/v1alpha1) requires, with the types it declares.
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == "midas-depth-worker"
+    assert isinstance(spec["minReplicaCount"], int) and isinstance(spec["maxReplicaCount"], int)
+    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    # RQ keeps a queue as the Redis list rq:queue:<name>; the address is REDIS_URL's.
+    assert trigger["metadata"]["listName"] == f"rq:queue:{JobSettings.queue}"
+    host_port = config["REDIS_URL"].removeprefix("redis://").split("/")[0]
+    assert trigger["metadata"]["address"] == host_port
+    assert int(trigger["metadata"]["listLength"]) >= 1
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from midas_service.config import Settings
 from midas_service.inference.runtime import ModelRuntime
+from midas_service.jobs.config import JobSettings
 from midas_service.logs import configure_logging
 from midas_service.serving import lifecycle
 from midas_service.web import metrics, overload
 from midas_service.web.api import api
 from midas_service.web.cache import open_store
 from midas_service.web.errors import register_error_handlers
+from midas_service.web.jobs import install_jobs
 from midas_service.web.page import page
 from midas_service.web.security import install_security
 from midas_service.web.unread_body import DiscardUnreadBody
@@ -30,9 +32,12 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, load_model: bool = True) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, load_model: bool = True, jobs: JobSettings | None = None
+) -> Flask:
     """Build the app. With ``load_model`` the model loads on a background thread right away,
-    so call this in the process that serves (a Gunicorn worker, after fork)."""
+    so call this in the process that serves (a Gunicorn worker, after fork). ``jobs``: the
+    /jobs settings (default: from the environment)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     register_error_handlers(app)
     _install_request_hooks(app)
     install_security(app, settings)  # after the request ids: its 401s carry one
+    install_jobs(app, settings, jobs)  # after install_security: its request class extends it
     # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
     # Flask's documented middleware hook, which mypy sees as assigning to a method.
     app.wsgi_app = DiscardUnreadBody(  # type: ignore[method-assign]

@@ -127,10 +127,13 @@ def readyz() -> Response:
 
 @api.get("/metrics")
 def prometheus_metrics() -> Response:
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(current_app.extensions.get("midas_collectors", ()))
     return Response(body, content_type=content_type)
 
 
 @api.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(openapi_document(current_app.config["MIDAS_SETTINGS"]))
+    jobs = current_app.extensions.get("midas_jobs")
+    return jsonify(
+        openapi_document(current_app.config["MIDAS_SETTINGS"], jobs.settings if jobs else None)
+    )

@@ -73,6 +73,27 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "unavailable": ErrorCode(
         503, "sent by nginx: no Gunicorn worker answered (`Retry-After: 1`)", retry_after=1
     ),
+    "missing_file": ErrorCode(
+        400, "`POST /jobs` without a multipart field `file`, or with an empty one"
+    ),
+    "bad_archive": ErrorCode(
+        400,
+        "a zip sent to `/jobs` that cannot be read, or holds more than `MIDAS_JOBS_MAX_ENTRIES` "
+        "files or `MIDAS_JOBS_MAX_UNZIPPED_MB` uncompressed",
+    ),
+    "job_not_found": ErrorCode(
+        404, "no such job for this API key: never made, expired (`MIDAS_JOBS_TTL_S`) or deleted"
+    ),
+    "job_not_finished": ErrorCode(409, "the result of a job that has not finished (yet)"),
+    "quota_exceeded": ErrorCode(
+        507, "the job store holds `MIDAS_JOBS_MAX_MB` already; retry when older jobs expire"
+    ),
+    "jobs_unavailable": ErrorCode(
+        503,
+        "the job queue's Redis is unreachable or `REDIS_URL` is unset (`Retry-After: 5`); "
+        "`/predict` still works",
+        retry_after=5,
+    ),
 }
 
 

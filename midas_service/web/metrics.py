@@ -7,6 +7,7 @@ it); without it (tests, `flask run`) the process registry is used.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,6 +18,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -45,12 +47,21 @@ IN_FLIGHT = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of every worker (multiprocess) or of this process."""
+def render(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
+    """The exposition text of every worker (multiprocess) or of this process, then that of
+    ``extra`` collectors (read at scrape time, e.g. the job queue's in Redis)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
+        body = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        body = generate_latest(REGISTRY)
+    collectors = list(extra)
+    if collectors:
+        registry = CollectorRegistry(auto_describe=False)
+        for collector in collectors:
+            registry.register(collector)
+        body += generate_latest(registry)
+    return body, CONTENT_TYPE_LATEST

@@ -10,6 +10,7 @@ from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
 from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, MIN_GRID_SIDE
 from midas_service.images.outputs import FORMATS, KINDS
 from midas_service.images.visualize import COLORMAPS
+from midas_service.jobs.config import JobSettings
 from midas_service.web.errors import ERROR_CODES
 
 ERROR_SCHEMA = {
@@ -98,7 +99,7 @@ def view_parameters() -> list[dict[str, object]]:
     ]
 
 
-def openapi_document(settings: Settings) -> dict[str, object]:
+def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dict[str, object]:
     binary = {"type": "string", "format": "binary"}
     media = sorted({fmt.media_type for fmt in FORMATS.values()})
     formats = sorted(FORMATS)
@@ -181,6 +182,10 @@ def openapi_document(settings: Settings) -> dict[str, object]:
         },
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
+    if jobs is not None:
+        from midas_service.web.jobs import openapi_paths
+
+        document["paths"].update(openapi_paths(jobs))  # type: ignore[attr-defined]
     if settings.api_keys:
         _require_keys(document, settings.metrics_public)
     return document
@@ -193,6 +198,12 @@ def _require_keys(document: dict[str, Any], metrics_public: bool) -> None:
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     }
     paths = [("/predict", "post")] + ([] if metrics_public else [("/metrics", "get")])
+    paths += [
+        (path, method)
+        for path, operations in document["paths"].items()
+        if path.startswith("/jobs")
+        for method in operations
+    ]
     for path, method in paths:
         operation = document["paths"][path][method]
         operation["security"] = [{"bearer": []}, {"apiKey": []}]

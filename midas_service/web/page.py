@@ -22,13 +22,15 @@ from midas_service.web.upload import read_colormap, read_image_bytes
 page = Blueprint("page", __name__)
 
 # data: for the no-JavaScript result (an inline JPEG) and the tab icon; blob: for the pictures
-# the script makes. Everything else only from this origin, and no inline script or style.
+# the script makes and a job's video. Everything else only from this origin, and no inline
+# script or style.
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data: blob:",
+        "media-src 'self' blob:",  # a finished job's video (static/jobs.js)
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",

@@ -1,0 +1,467 @@
+"""The /jobs routes: submit a video or photos (a zip, or several files), poll, fetch, cancel.
+
+The web side only stores the upload in a job folder and puts the job's id on the queue; a
+worker process (``python -m midas_service worker``) does the work. Redis being down makes
+/jobs answer 503 ``jobs_unavailable`` and leaves /predict alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import IO, Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Request,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    send_file,
+    url_for,
+)
+
+from midas_service.config import Settings
+from midas_service.images.outputs import KINDS
+from midas_service.jobs import archive
+from midas_service.jobs.config import JobSettings
+from midas_service.jobs.queue import JobQueue, JobsUnavailable, new_job_id, owner_of
+from midas_service.jobs.stats import JobsCollector
+from midas_service.jobs.store import JobStore, NoSuchJob, QuotaExceeded, Upload, is_expired
+from midas_service.jobs.tasks import VIDEO_OUTPUTS, VIDEO_SCALES, input_type, video_result_name
+from midas_service.web.errors import ApiError, BadParameter, error_response
+from midas_service.web.security import InMemoryRequest, presented_key
+from midas_service.web.upload import _choice, read_colormap
+
+log = logging.getLogger(__name__)
+
+jobs = Blueprint("jobs", __name__)
+PARAMETERS = ("output", "format", "colormap", "scale", "max_side")
+RETRY_AFTER_S = "5"
+MULTIPART_SLACK = 64 * 1024
+MEDIA = {".zip": "application/zip", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
+
+
+class MissingFile(ApiError):
+    code = "missing_file"
+
+
+class BadArchive(ApiError):
+    code = "bad_archive"
+
+
+class JobNotFound(ApiError):
+    code = "job_not_found"
+
+
+class JobNotFinished(ApiError):
+    code = "job_not_finished"
+
+
+class JobsRequest(InMemoryRequest):
+    """Job uploads (up to MIDAS_JOBS_MAX_UPLOAD_MB) spool to the job store's disk."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        if self.path == "/jobs":
+            return current_app.extensions["midas_jobs"].store.spool()
+        return super()._get_file_stream(
+            total_content_length, content_type, filename, content_length
+        )
+
+
+class Jobs:
+    """What the routes share: the settings, the store and the queue."""
+
+    def __init__(self, settings: JobSettings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.directory, settings.max_store_bytes, settings.ttl_s)
+        self.queue = JobQueue(settings)
+
+
+def install_jobs(app: Flask, settings: Settings, job_settings: JobSettings | None = None) -> None:
+    """Register the routes, their errors and their metrics (call after install_security)."""
+    job_settings = job_settings or JobSettings.from_env()
+    state = Jobs(job_settings)
+    app.extensions["midas_jobs"] = state
+    app.request_class = JobsRequest
+    app.register_blueprint(jobs)
+    if state.queue.redis is not None:
+        collector = JobsCollector(lambda: state.queue.queue, state.queue.redis, job_settings.prefix)
+        app.extensions.setdefault("midas_collectors", []).append(collector)
+
+    @app.errorhandler(JobsUnavailable)
+    def unavailable(exc: JobsUnavailable) -> Response:
+        log.warning("jobs unavailable: %s", exc)
+        response = error_response("jobs_unavailable", str(exc))
+        response.headers["Retry-After"] = RETRY_AFTER_S
+        return response
+
+    @app.errorhandler(QuotaExceeded)
+    def full(exc: QuotaExceeded) -> Response:
+        return error_response("quota_exceeded", str(exc))
+
+
+def state() -> Jobs:
+    return current_app.extensions["midas_jobs"]
+
+
+def current_owner() -> str:
+    return owner_of(presented_key()) if current_app.config["MIDAS_SETTINGS"].api_keys else ""
+
+
+@jobs.before_request
+def allow_large_uploads() -> Response | None:
+    limit = state().settings.max_upload_bytes
+    request.max_content_length = limit + MULTIPART_SLACK
+    if request.method == "POST" and (request.content_length or 0) > limit + MULTIPART_SLACK:
+        return error_response(
+            "too_large",
+            f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
+            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)",
+        )
+    return None
+
+
+def read_job_options(req: Request, kind: str, default_colormap: str) -> dict[str, Any]:
+    unknown = sorted((set(req.args) | set(req.form)) - set(PARAMETERS))
+    if unknown:
+        raise BadParameter(
+            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}"
+        )
+    colormap = read_colormap(req, default_colormap)
+    given = set(req.args) | set(req.form)
+    if kind == "photos":
+        if given & {"scale", "max_side"}:
+            raise BadParameter("scale and max_side apply to a video, not to photos")
+        output = _choice(req, "output", tuple(KINDS), "heatmap")
+        fmt = _choice(req, "format", KINDS[output].formats, KINDS[output].default_format)
+        return {"output": output, "format": fmt, "colormap": colormap}
+    if "format" in given:
+        raise BadParameter("format applies to photos; a video's output decides its container")
+    output = _choice(req, "output", tuple(VIDEO_OUTPUTS), "heatmap")
+    scale = _choice(req, "scale", VIDEO_SCALES, "clip")
+    if VIDEO_OUTPUTS[output] == "depth16" and scale != "clip":
+        raise BadParameter("output=depth is quantised with one range for the clip: use scale=clip")
+    max_side = None
+    raw = (req.args.get("max_side") or req.form.get("max_side") or "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 32:
+            raise BadParameter(
+                f"max_side must be a whole number of pixels, at least 32; got {raw!r}"
+            )
+        max_side = int(raw)
+    return {"output": output, "colormap": colormap, "scale": scale, "max_side": max_side}
+
+
+def read_uploads(store: JobStore, limits: archive.ArchiveLimits) -> tuple[str, list[Upload], int]:
+    """(kind, uploads, entries): photos (zips and photos) or one video."""
+    files = request.files.getlist("file")
+    extra = sorted(set(request.files) - {"file"})
+    if extra:
+        raise BadParameter(f"send the files in multipart fields named 'file', not {extra}")
+    if not files:
+        raise MissingFile("send a video, a zip of photos, or photos in multipart fields 'file'")
+    uploads, entries = [], 0
+    for position, item in enumerate(files):
+        head = item.stream.read(16)
+        item.stream.seek(0)
+        name = item.filename or f"file-{position}"
+        if not head:
+            raise MissingFile(f"the file {name!r} is empty")
+        kind = input_type(head)
+        if kind == "zip":
+            try:
+                with archive.zipfile.ZipFile(item.stream) as zipped:
+                    entries += len(archive.list_entries(zipped, limits))
+            except archive.ArchiveRefused as exc:
+                raise BadArchive(f"{name}: {exc}") from exc
+            except (archive.zipfile.BadZipFile, archive.zipfile.LargeZipFile, ValueError) as exc:
+                raise BadArchive(f"{name}: not a readable zip archive: {exc}") from exc
+            if entries > limits.max_entries:
+                raise BadArchive(
+                    f"the archives hold {entries} files together, more than the limit of "
+                    f"{limits.max_entries} (MIDAS_JOBS_MAX_ENTRIES)"
+                )
+        else:
+            entries += 1
+        uploads.append(Upload(name, item.stream, kind))
+    videos = [upload for upload in uploads if upload.type == "video"]
+    if videos and len(uploads) > 1:
+        raise BadParameter(
+            "a video is a job of its own: send one video, or photos and zips of photos "
+            f"(not a photo or zip: {videos[0].name!r})"
+        )
+    return ("video" if videos else "photos"), uploads, entries
+
+
+def urls(job_id: str) -> dict[str, str]:
+    return {
+        "status_url": url_for("jobs.status", job_id=job_id),
+        "result_url": url_for("jobs.result", job_id=job_id),
+    }
+
+
+@jobs.post("/jobs")
+def submit() -> Response:
+    jobs_state = state()
+    settings = current_app.config["MIDAS_SETTINGS"]
+    jobs_state.queue.ping()  # 503 before reading a large upload that could not be queued
+    jobs_state.store.check_room(request.content_length or 0)
+    limits = archive.ArchiveLimits(
+        jobs_state.settings.max_entries,
+        jobs_state.settings.max_unzipped_bytes,
+        settings.max_upload_bytes,
+    )
+    kind, uploads, entries = read_uploads(jobs_state.store, limits)
+    if kind == "video" and importlib.util.find_spec("midas_service.video") is None:
+        raise BadParameter(
+            f"{uploads[0].name!r} is neither a photo nor a zip, and this server has no video "
+            "support (midas_service.video)"
+        )
+    options = read_job_options(request, kind, settings.colormap)
+    job_id, owner = new_job_id(), current_owner()
+    jobs_state.store.create(job_id, owner, kind, options, uploads)
+    try:
+        jobs_state.queue.enqueue(job_id, owner, kind, entries if kind == "photos" else None)
+    except BaseException:
+        jobs_state.store.remove(job_id)
+        raise
+    log.info("job %s queued: %s, %d inputs", job_id, kind, len(uploads))
+    response = jsonify(id=job_id, status="queued", **urls(job_id))
+    response.status_code = 202
+    response.headers["Location"] = url_for("jobs.status", job_id=job_id)
+    return response
+
+
+def find(job_id: str) -> tuple[Any, dict[str, Any]]:
+    """The RQ job and its folder's record, if this caller may see them and they live."""
+    jobs_state = state()
+    try:
+        record = jobs_state.store.read(job_id)
+    except NoSuchJob:
+        record = None
+    job = jobs_state.queue.fetch(job_id, current_owner()) if record else None
+    if job is None or record is None or is_expired(record):
+        raise JobNotFound(f"no job {job_id!r}: never made, expired, deleted, or not yours")
+    return job, record
+
+
+@jobs.get("/jobs/<job_id>")
+def status(job_id: str) -> Response:
+    job, record = find(job_id)
+    body = state().queue.describe(job)
+    body.update(urls(job_id), created=record["created"], expires=record["expires"])
+    return jsonify(body)
+
+
+@jobs.get("/jobs/<job_id>/result")
+def result(job_id: str) -> Response:
+    job, record = find(job_id)
+    current = state().queue.public_status(job)
+    if current != "finished":
+        raise JobNotFinished(f"job {job_id} is {current}; its result exists once it is finished")
+    folder = state().store.folder(job_id)
+    name = video_result_name(record["options"]) if record["kind"] == "video" else "result.zip"
+    path = folder / name
+    if not path.is_file():
+        raise JobNotFound(f"the result of job {job_id} is gone (expired or deleted)")
+    suffix = path.suffix
+    return send_file(
+        path,
+        mimetype=MEDIA[suffix],
+        as_attachment=suffix == ".zip",
+        download_name=f"depth-{job_id}{suffix}",
+        conditional=True,  # Range requests: a <video> element seeks
+        max_age=0,
+    )
+
+
+@jobs.delete("/jobs/<job_id>")
+def cancel(job_id: str) -> Response:
+    """A queued or running job is canceled (202, its status); a finished, failed or canceled
+    one is removed with its files (204)."""
+    job, _ = find(job_id)
+    jobs_state = state()
+    current = jobs_state.queue.public_status(job)
+    if current in ("queued", "started"):
+        body = {"id": job_id, "status": jobs_state.queue.cancel(job), **urls(job_id)}
+        response = jsonify(body)
+        response.status_code = 202
+        return response
+    jobs_state.queue.call(job.delete)
+    jobs_state.store.remove(job_id)
+    return Response(status=204)
+
+
+def openapi_paths(settings: JobSettings) -> dict[str, Any]:
+    """The /jobs part of the OpenAPI document."""
+    from midas_service.images.outputs import FORMATS
+    from midas_service.images.visualize import COLORMAPS
+
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": description,
+        }
+
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    status_schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["photos", "video"]},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "started", "finished", "failed", "canceled"],
+            },
+            "progress": {
+                "type": "object",
+                "properties": {"done": {"type": "integer"}, "total": {"type": ["integer", "null"]}},
+            },
+            "eta_s": {"type": ["number", "null"]},
+            "error": {"type": ["string", "null"]},
+            "attempts": {"type": "integer"},
+            "summary": {"type": "object"},
+            "status_url": {"type": "string"},
+            "result_url": {"type": "string"},
+            "created": {"type": "number"},
+            "expires": {"type": "number"},
+        },
+    }
+    error = {"$ref": "#/components/schemas/Error"}
+
+    def errors(*codes: str) -> dict[str, Any]:
+        from midas_service.web.errors import ERROR_CODES
+
+        by_status: dict[str, list[str]] = {}
+        for code in codes:
+            by_status.setdefault(str(ERROR_CODES[code].status), []).append(
+                f"`{code}`: {ERROR_CODES[code].meaning}"
+            )
+        return {
+            status: {
+                "description": "; ".join(lines),
+                "content": {"application/json": {"schema": error}},
+            }
+            for status, lines in sorted(by_status.items())
+        }
+
+    return {
+        "/jobs": {
+            "post": {
+                "summary": "Submit a video, a zip of photos, or photos as a job",
+                "parameters": [
+                    query(
+                        "output",
+                        {"type": "string", "enum": list(KINDS), "default": "heatmap"},
+                        "as for /predict; a video takes heatmap, side or depth (16-bit FFV1)",
+                    ),
+                    query(
+                        "format",
+                        {"type": "string", "enum": sorted(FORMATS)},
+                        "photos only: as for /predict",
+                    ),
+                    query(
+                        "colormap", {"type": "string", "enum": list(COLORMAPS)}, "heatmap colours"
+                    ),
+                    query(
+                        "scale",
+                        {"type": "string", "enum": list(VIDEO_SCALES), "default": "clip"},
+                        "video only: one depth range for the clip, a running one, or per frame",
+                    ),
+                    query(
+                        "max_side",
+                        {"type": "integer", "minimum": 32},
+                        "video only: downscale frames to this longer side first",
+                    ),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "description": f"one or more multipart fields `file`; at most "
+                    f"{settings.max_upload_mb:g} MB in all",
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "queued; `Location` is the status URL",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    **errors(
+                        "bad_parameter",
+                        "missing_file",
+                        "bad_archive",
+                        "too_large",
+                        "quota_exceeded",
+                        "jobs_unavailable",
+                    ),
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "A job's status and progress",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {
+                        "description": "the status",
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    **errors("job_not_found", "jobs_unavailable"),
+                },
+            },
+            "delete": {
+                "summary": "Cancel a queued or running job (202), or remove a finished one (204)",
+                "parameters": [job_id],
+                "responses": {
+                    "202": {
+                        "description": "cancel requested",
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    "204": {"description": "removed with its files"},
+                    **errors("job_not_found", "jobs_unavailable"),
+                },
+            },
+        },
+        "/jobs/{job_id}/result": {
+            "get": {
+                "summary": "The result: a zip of /predict's outputs per photo (and report.json), "
+                "or the video",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {
+                        "description": "the result",
+                        "content": {
+                            m: {"schema": {"type": "string", "format": "binary"}}
+                            for m in MEDIA.values()
+                        },
+                    },
+                    **errors("job_not_found", "job_not_finished", "jobs_unavailable"),
+                },
+            }
+        },
+    }

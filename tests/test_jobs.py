@@ -1,0 +1,495 @@
+"""/jobs against a real redis-server and real worker processes (``python -m midas_service worker``).
+
+Outputs are compared byte for byte with what /predict answers for the same photo and options.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import signal
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from tests.servers import redis_server
+
+from midas_service.config import Settings
+from midas_service.jobs.config import JobSettings
+from tests.jobs_support import finished, poll, small_photos, worker, worker_env, zip_bytes
+
+QUEUE = "midas-jobs-test"
+# The first test also waits for the session's model export and a worker's start, which on a
+# shared, loaded machine can pass the default 300 s.
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="module")
+def redis_url(workdir: Path):
+    with redis_server(workdir) as url:
+        yield url
+
+
+def make_app(model_path: Path, jobs: JobSettings, **settings):
+    from midas_service.web import create_app
+
+    base = dict(
+        model_path=model_path,
+        allow_untrained=True,
+        warmup_runs=1,
+        threads=1,
+        share_cores=False,
+        max_upload_mb=2,
+        cache_mb=0,
+    )
+    app = create_app(Settings(**(base | settings)), load_model=False, jobs=jobs)
+    app.config["TESTING"] = True
+    app.extensions["midas_runtime"].load()
+    return app
+
+
+def job_settings(redis_url: str, directory: Path, **overrides) -> JobSettings:
+    values = dict(
+        redis_url=redis_url, directory=directory, queue=QUEUE, heartbeat_s=0.5, takeover_s=2
+    )
+    return JobSettings(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def jobs_dir(workdir: Path) -> Path:
+    return workdir / "store"
+
+
+@pytest.fixture(scope="module")
+def app(model_path, redis_url, jobs_dir):
+    return make_app(model_path, job_settings(redis_url, jobs_dir))
+
+
+@pytest.fixture(scope="module")
+def running_worker(model_path, redis_url, jobs_dir, workdir):
+    env = worker_env(redis_url, model_path, jobs_dir, MIDAS_JOBS_QUEUE=QUEUE)
+    with worker("main", env, workdir) as process:
+        yield process
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def submit(client, files: list[tuple[str, bytes]], headers=None, **query) -> dict:
+    data = {"file": [(io.BytesIO(body), name) for name, body in files]}
+    response = client.post(
+        "/jobs",
+        data=data,
+        query_string=query,
+        headers=headers or {},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    assert response.headers["Location"] == body["status_url"] == f"/jobs/{body['id']}"
+    assert body["result_url"] == f"/jobs/{body['id']}/result" and body["status"] == "queued"
+    return body
+
+
+def predict(client, photo: bytes, **query) -> bytes:
+    response = client.post("/predict", data=photo, content_type="image/jpeg", query_string=query)
+    assert response.status_code == 200
+    return response.data
+
+
+def result_zip(client, job_id: str) -> zipfile.ZipFile:
+    response = client.get(f"/jobs/{job_id}/result")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert "attachment" in response.headers["Content-Disposition"]
+    return zipfile.ZipFile(io.BytesIO(response.data))
+
+
+@pytest.mark.parametrize(
+    "query", [{}, {"output": "depth", "format": "npy"}, {"output": "side", "colormap": "viridis"}]
+)
+def test_zip_round_trip_gives_predicts_bytes_per_photo(client, running_worker, jobs_dir, query):
+    photos = small_photos(3)
+    archive = zip_bytes(
+        {"a.jpg": photos[0], "sub/b.jpg": photos[1], "sub/deeper/c.jpeg": photos[2]}
+    )
+    job = submit(client, [("photos.zip", archive)], **query)
+    body = poll(client, job["id"], finished)
+    assert body["status"] == "finished", body
+    assert body["progress"] == {"done": 3, "total": 3}
+    assert body["summary"]["ok"] == 3 and body["error"] is None
+    outputs = result_zip(client, job["id"])
+    report = json.loads(outputs.read("report.json"))
+    by_name = {item["name"]: item for item in report}
+    for name, photo in zip(("a.jpg", "sub/b.jpg", "sub/deeper/c.jpeg"), photos, strict=True):
+        assert by_name[name]["status"] == "ok"
+        assert outputs.read(by_name[name]["output"]) == predict(client, photo, **query)
+    assert set(outputs.namelist()) == {"report.json", *(i["output"] for i in report)}
+
+
+def test_several_photo_fields_make_one_job(client, running_worker):
+    photos = small_photos(2)
+    job = submit(client, [("one.jpg", photos[0]), ("two.jpg", photos[1])], format="png")
+    assert poll(client, job["id"], finished)["status"] == "finished"
+    outputs = result_zip(client, job["id"])
+    assert outputs.read("one.png") == predict(client, photos[0], format="png")
+    assert outputs.read("two.png") == predict(client, photos[1], format="png")
+
+
+def test_hostile_entries_are_skipped_and_reported_and_nothing_escapes(
+    client, running_worker, jobs_dir
+):
+    photo = small_photos(1)[0]
+    archive = zip_bytes(
+        {
+            "ok.jpg": photo,
+            "../escape.jpg": photo,
+            "/absolute.jpg": photo,
+            "C:\\windows.jpg": photo,
+            "sub/../../up.jpg": photo,
+            "notes.txt": b"not a photo at all",
+            "half.jpg": photo[: len(photo) // 3],
+        },
+        links={"link.jpg": "/etc/passwd"},
+    )
+    job = submit(client, [("hostile.zip", archive)])
+    body = poll(client, job["id"], finished)
+    assert body["status"] == "finished", body
+    summary = body["summary"]
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (1, 5, 2)
+    report = {
+        item["name"]: item for item in json.loads(result_zip(client, job["id"]).read("report.json"))
+    }
+    for name in ("../escape.jpg", "/absolute.jpg", "C:\\windows.jpg", "sub/../../up.jpg"):
+        assert report[name] == {"name": name, "status": "skipped", "error": "unsafe path: not read"}
+    assert report["link.jpg"]["status"] == "skipped" and "link" in report["link.jpg"]["error"]
+    assert report["notes.txt"]["code"] == "unsupported_media_type"
+    assert report["half.jpg"]["code"] == "undecodable_image"
+    assert result_zip(client, job["id"]).namelist() == ["ok.jpg", "report.json"]
+    # Only the job's folder was written: its input, result and report, nothing else anywhere.
+    folder = jobs_dir / job["id"]
+    written = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert written == ["input/0.bin", "job.json", "report.json", "result.zip"]
+    assert not list(jobs_dir.parent.rglob("escape.jpg")) and not list(
+        jobs_dir.parent.rglob("up.jpg")
+    )
+
+
+def test_archives_refused_as_a_whole(app, model_path, redis_url, tmp_path):
+    limited = make_app(
+        model_path,
+        job_settings(redis_url, tmp_path / "store", max_entries=3, max_unzipped_mb=1),
+    )
+    client = limited.test_client()
+    photo = small_photos(1)[0]
+    cases = {
+        "more than the limit of 3": zip_bytes({f"{i}.jpg": photo for i in range(4)}),
+        "expands to": zip_bytes({"big.jpg": bytes(2 * 1024 * 1024)}),
+        "not a readable zip": b"PK\x03\x04" + b"\x00" * 100,
+    }
+    for words, archive in cases.items():
+        response = client.post("/jobs", data={"file": (io.BytesIO(archive), "x.zip")})
+        assert response.status_code == 400, words
+        error = response.get_json()["error"]
+        assert error["code"] == "bad_archive" and words in error["message"]
+    assert not any((tmp_path / "store").glob("*/job.json"))  # no job was made
+
+
+def test_a_corrupt_input_fails_the_job_with_a_readable_error(client, running_worker):
+    photo = small_photos(1)[0]
+    job = submit(client, [("broken.jpg", photo[: len(photo) // 4])])
+    body = poll(client, job["id"], finished)
+    assert body["status"] == "failed"
+    assert "no photo could be processed" in body["error"] and "broken.jpg" in body["error"]
+    response = client.get(f"/jobs/{job['id']}/result")
+    assert (
+        response.status_code == 409 and response.get_json()["error"]["code"] == "job_not_finished"
+    )
+
+
+def test_bad_requests(client):
+    cases = [
+        ({}, {}, 400, "missing_file"),
+        ({"file": (io.BytesIO(b""), "empty.jpg")}, {}, 400, "missing_file"),
+        ({"image": (io.BytesIO(b"x"), "a.jpg")}, {}, 400, "bad_parameter"),
+        (
+            {"file": (io.BytesIO(small_photos(1)[0]), "a.jpg")},
+            {"scale": "frame"},
+            400,
+            "bad_parameter",
+        ),
+        (
+            {"file": (io.BytesIO(small_photos(1)[0]), "a.jpg")},
+            {"output": "mesh"},
+            400,
+            "bad_parameter",
+        ),
+    ]
+    for data, query, status, code in cases:
+        response = client.post(
+            "/jobs", data=data, query_string=query, content_type="multipart/form-data"
+        )
+        assert response.status_code == status and response.get_json()["error"]["code"] == code
+    missing = client.get("/jobs/" + "A" * 24)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "job_not_found"
+    assert client.get("/jobs/../../etc").status_code == 404
+
+
+def test_cancel_a_queued_job_and_a_running_one(model_path, redis_url, workdir, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-cancel")
+    client = make_app(model_path, jobs).test_client()
+    photos = small_photos(40)
+    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(photos)})
+    # No worker on this queue yet: the job waits, and a cancel takes it out of the queue.
+    queued = submit(client, [("a.zip", archive)])
+    response = client.delete(f"/jobs/{queued['id']}")
+    assert response.status_code == 202 and response.get_json()["status"] == "canceled"
+    assert client.get(f"/jobs/{queued['id']}").get_json()["status"] == "canceled"
+    running = submit(client, [("b.zip", archive)])
+    env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
+    with worker("canceler", env, workdir):
+        poll(
+            client, running["id"], lambda b: b["status"] == "started" and b["progress"]["done"] > 0
+        )
+        assert client.delete(f"/jobs/{running['id']}").status_code == 202
+        body = poll(client, running["id"], finished)
+    assert body["status"] == "canceled" and body["error"] == "canceled by its owner"
+    assert 0 < body["progress"]["done"] < 40
+    assert client.get(f"/jobs/{running['id']}/result").status_code == 409
+    # Deleting a job that is over removes it and its files.
+    assert client.delete(f"/jobs/{running['id']}").status_code == 204
+    assert client.get(f"/jobs/{running['id']}").status_code == 404
+    assert not (jobs.directory / running["id"]).exists()
+
+
+def test_results_expire_with_their_files(model_path, redis_url, running_worker, jobs_dir):
+    client = make_app(model_path, job_settings(redis_url, jobs_dir, ttl_s=3)).test_client()
+    job = submit(client, [("a.jpg", small_photos(1)[0])])
+    assert poll(client, job["id"], finished)["status"] == "finished"
+    assert client.get(f"/jobs/{job['id']}/result").status_code == 200
+    folder = jobs_dir / job["id"]
+    expires = json.loads((folder / "job.json").read_text())["expires"]
+    while time.time() < expires:  # the TTL is the thing under test: wait it out
+        time.sleep(0.1)
+    gone = client.get(f"/jobs/{job['id']}")
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "job_not_found"
+    deadline = time.monotonic() + 30
+    while folder.exists() and time.monotonic() < deadline:  # the worker's sweep removes it
+        time.sleep(0.1)
+    assert not folder.exists()
+
+
+def test_a_job_is_visible_only_with_the_key_that_made_it(model_path, redis_url, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-keys")
+    client = make_app(model_path, jobs, api_keys=("alpha", "beta")).test_client()
+    alpha, beta = {"X-API-Key": "alpha"}, {"Authorization": "Bearer beta"}
+    photo = small_photos(1)[0]
+    assert client.post("/jobs", data={"file": (io.BytesIO(photo), "a.jpg")}).status_code == 401
+    job = submit(client, [("a.jpg", photo)], headers=alpha)
+    assert client.get(f"/jobs/{job['id']}", headers=alpha).status_code == 200
+    for path in (f"/jobs/{job['id']}", f"/jobs/{job['id']}/result"):
+        other = client.get(path, headers=beta)
+        assert other.status_code == 404 and other.get_json()["error"]["code"] == "job_not_found"
+    assert client.delete(f"/jobs/{job['id']}", headers=beta).status_code == 404
+    assert client.get(f"/jobs/{job['id']}").status_code == 401
+    spec = client.get("/openapi.json").get_json()
+    assert spec["paths"]["/jobs"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+
+
+def test_quota_refuses_new_jobs_clearly(model_path, redis_url, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-quota", max_store_mb=0.05)
+    client = make_app(model_path, jobs).test_client()
+    photo = small_photos(1, 320, 240)[0]
+    jobs.directory.mkdir(parents=True)
+    (jobs.directory / "filler").write_bytes(bytes(60_000))
+    response = client.post("/jobs", data={"file": (io.BytesIO(photo), "b.jpg")})
+    assert response.status_code == 507
+    error = response.get_json()["error"]
+    assert error["code"] == "quota_exceeded" and "MIDAS_JOBS_MAX_MB" in error["message"]
+
+
+def test_sigkill_mid_job_is_taken_over_by_another_worker(model_path, redis_url, workdir, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-kill")
+    client = make_app(model_path, jobs).test_client()
+    photos = small_photos(30)
+    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(photos)})
+    env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
+    with worker("victim", env, workdir) as victim:
+        job = submit(client, [("a.zip", archive)])
+        poll(client, job["id"], lambda b: b["status"] == "started" and b["progress"]["done"] > 0)
+        with worker("rescuer", env, workdir):
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            killed = time.monotonic()
+            body = poll(client, job["id"], lambda b: b["attempts"] == 2)
+            taken_over = time.monotonic() - killed
+            body = poll(client, job["id"], finished)
+    assert body["status"] == "finished" and body["attempts"] == 2, body
+    assert body["summary"]["ok"] == 30
+    outputs = result_zip(client, job["id"])
+    assert outputs.read("7.jpg") == predict(client, photos[7])
+    print(
+        f"killed worker's job taken over after {taken_over:.1f} s (bound {jobs.takeover_bound_s} s)"
+    )
+
+
+def test_sigkill_without_retries_fails_the_job_with_a_reason(
+    model_path, redis_url, workdir, tmp_path
+):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-kill0", retries=0)
+    client = make_app(model_path, jobs).test_client()
+    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(small_photos(30))})
+    env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
+    with worker("victim0", env, workdir) as victim:
+        job = submit(client, [("a.zip", archive)])
+        poll(client, job["id"], lambda b: b["status"] == "started" and b["progress"]["done"] > 0)
+        with worker("janitor", env, workdir):
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            body = poll(client, job["id"], finished)
+    assert body["status"] == "failed" and "stopped (killed or lost)" in body["error"]
+
+
+def test_sigterm_lets_the_current_job_finish(model_path, redis_url, workdir, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-term")
+    client = make_app(model_path, jobs).test_client()
+    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(small_photos(20))})
+    env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
+    with worker("terminated", env, workdir) as process:
+        job = submit(client, [("a.zip", archive)])
+        poll(client, job["id"], lambda b: b["status"] == "started" and b["progress"]["done"] > 0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+    body = client.get(f"/jobs/{job['id']}").get_json()
+    assert body["status"] == "finished" and body["summary"]["ok"] == 20 and body["attempts"] == 1
+
+
+def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
+    from tests.servers import free_port
+
+    port = free_port()
+    photo = small_photos(1)[0]
+    first_redis = redis_server(workdir, port)
+    url = first_redis.__enter__()
+    jobs = job_settings(url, tmp_path / "store")
+    client = make_app(model_path, jobs).test_client()
+    env = worker_env(url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
+    with worker("survivor", env, workdir) as survivor:
+        try:
+            first = submit(client, [("a.jpg", photo)])
+            assert poll(client, first["id"], finished)["status"] == "finished"
+        finally:
+            first_redis.__exit__(None, None, None)
+        # Redis is gone: /jobs says so (503, Retry-After), /predict still serves.
+        down = client.post("/jobs", data={"file": (io.BytesIO(photo), "a.jpg")})
+        assert down.status_code == 503 and down.headers["Retry-After"] == "5"
+        assert down.get_json()["error"]["code"] == "jobs_unavailable"
+        assert client.get(f"/jobs/{first['id']}").status_code == 503
+        assert predict(client, photo)[:2] == b"\xff\xd8"
+        with redis_server(workdir, port):  # back, empty (no persistence here)
+            again = submit(client, [("a.jpg", photo)])
+            body = poll(client, again["id"], finished)
+            assert body["status"] == "finished"
+            assert survivor.poll() is None  # the same worker, reconnected
+
+
+needs_video = pytest.mark.skipif(
+    importlib.util.find_spec("midas_service.video") is None,
+    reason="midas_service.video (the video branch) is not on this branch",
+)
+
+
+def clip_bytes(frames: int = 12, width: int = 96, height: int = 64) -> bytes:
+    """A short H.264 MP4 of moving crops of a real photo, made with PyAV."""
+    import av
+    import cv2
+    from skimage import data
+
+    cat = data.chelsea()
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            crop = cv2.resize(
+                cat[index * 4 : index * 4 + 200, index * 6 : index * 6 + 300], (width, height)
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+@needs_video
+def test_video_round_trip(client, running_worker):
+    import av
+    import numpy as np
+
+    clip = clip_bytes()
+    job = submit(client, [("clip.mp4", clip)], output="side", scale="frame")
+    body = poll(client, job["id"], finished, timeout=300)
+    assert body["status"] == "finished", body
+    assert body["progress"]["done"] == body["progress"]["total"] > 0
+    response = client.get(f"/jobs/{job['id']}/result")
+    assert response.status_code == 200 and response.mimetype == "video/mp4"
+    with av.open(io.BytesIO(response.data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(io.BytesIO(clip)) as container:
+        sources = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(sources) == 12
+    assert frames[0].shape == (64, 192, 3)  # photo | heatmap
+    # Each frame's heatmap is /predict's for that frame, up to the video codec's loss.
+    import cv2
+
+    _, png = cv2.imencode(".png", cv2.cvtColor(sources[5], cv2.COLOR_RGB2BGR))
+    expected = cv2.imdecode(
+        np.frombuffer(predict(client, png.tobytes(), output="side", format="png"), np.uint8),
+        cv2.IMREAD_COLOR,
+    )[:, :, ::-1]
+    got, want = frames[5][:, 96:].astype(float), expected[:, 96:].astype(float)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
+    ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and len(ranged.data) == 100  # a <video> can seek
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("midas_service.video") is not None, reason="video support is here"
+)
+def test_a_video_without_video_support_is_refused_clearly(client):
+    response = client.post(
+        "/jobs", data={"file": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42"), "v.mp4")}
+    )
+    assert response.status_code == 400
+    assert "no video support" in response.get_json()["error"]["message"]
+
+
+def test_metrics_count_jobs_by_outcome(client, running_worker):
+    from tests.support import metric
+
+    def scrape() -> str:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    before = scrape()
+    photo = small_photos(1)[0]
+    good = submit(client, [("a.jpg", photo)])
+    bad = submit(client, [("b.jpg", photo[:100])])
+    assert poll(client, good["id"], finished)["status"] == "finished"
+    assert poll(client, bad["id"], finished)["status"] == "failed"
+    after = scrape()
+    finished_count = r'midas_job_seconds_count\{kind="photos"\}'
+    failures = r'midas_job_failures_total\{reason="bad_input",retried="no"\}'
+    assert metric(after, finished_count) == metric(before, finished_count) + 1
+    assert metric(after, failures) == metric(before, failures) + 1
+    assert metric(after, r'midas_jobs_queue_length\{state="queued"\}') == 0
+    assert metric(after, "midas_jobs_redis_up") == 1
