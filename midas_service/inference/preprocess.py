@@ -37,6 +37,6 @@ def to_network_input(rgb: np.ndarray) -> np.ndarray:
     if rgb.dtype == np.uint8:
         rgb = np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
     resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
-    resized -= IMAGENET_MEAN
-    resized /= IMAGENET_STD
+    resized -= IMAGENET_MEAN  # type: ignore[arg-type]
+    resized /= IMAGENET_STD  # type: ignore[misc]
     return np.ascontiguousarray(resized.transpose(2, 0, 1)[np.newaxis])

@@ -90,7 +90,7 @@ class JobQueue:
             raise JobsUnavailable(f"the job queue is unreachable: {exc}") from exc
 
     def ping(self) -> None:
-        self.call(lambda: self.redis.ping())
+        self.call(lambda: self.redis.ping())  # type: ignore[union-attr]
 
     def enqueue(self, job_id: str, owner: str, kind: str, total: int | None) -> Any:
         from rq import Retry
@@ -132,13 +132,13 @@ class JobQueue:
         return job
 
     def cancel_requested(self, job_id: str) -> bool:
-        return bool(self.call(self.redis.exists, cancel_key(self.settings.prefix, job_id)))
+        return bool(self.call(self.redis.exists, cancel_key(self.settings.prefix, job_id)))  # type: ignore[union-attr]
 
     def cancel(self, job: Any) -> str:
         """Ask the job to stop: a queued job leaves the queue now, a running one stops at its
         next progress step (the worker reads the cancel key). The status after the call."""
         key = cancel_key(self.settings.prefix, job.id)
-        self.call(self.redis.set, key, 1, ex=self.settings.ttl_s)
+        self.call(self.redis.set, key, 1, ex=self.settings.ttl_s)  # type: ignore[union-attr]
         state = self.public_status(job)
         if state == "queued":
             from rq.exceptions import InvalidJobOperation

@@ -74,7 +74,7 @@ class JobStore:
         """A file for an upload being received: in memory while small, then an anonymous file
         on the store's own disk (the upload may be far larger than the memory limit)."""
         self.ensure()
-        return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.root / ".incoming")
+        return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.root / ".incoming")  # type: ignore[call-overload]
 
     def folder(self, job_id: str) -> Path:
         if not JOB_ID.match(job_id):

@@ -187,9 +187,9 @@ class OutputNames:
 
 
 def error_code(exc: Exception) -> str:
-    from midas_service.web.errors import DOMAIN_ERRORS
+    from midas_service.web.errors import ERRORS
 
-    return DOMAIN_ERRORS.get(type(exc), "bad_input")
+    return ERRORS.get(type(exc), "bad_input")
 
 
 def run_photos(

@@ -38,7 +38,7 @@ def scrub_uri(uri: str) -> str:
 class ScrubbingLogger(Logger):
     """Gunicorn's logger with query values outside ``SAFE_PARAMETERS`` redacted."""
 
-    def atoms(self, resp, req, environ, request_time):  # type: ignore[no-untyped-def]
+    def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         atoms["q"] = scrub_query(environ.get("QUERY_STRING", ""))
         atoms["r"] = (

@@ -210,7 +210,7 @@ class _Conversion:
         sink = self.sink(encode)
         frames, last = 0, None
         try:
-            with closing(self.source(reader.items())) as items:
+            with closing(self.source(reader.items())) as items:  # type: ignore[type-var]
                 for item in items:
                     if isinstance(item, av.Packet):
                         sink.put(item)
@@ -238,7 +238,7 @@ class _Conversion:
         with DepthSpill(folder, info.height, info.width) as spill:
             timestamps: list[int] = []
             last = None
-            with closing(self.source(reader.frames())) as frames:
+            with closing(self.source(reader.frames())) as frames:  # type: ignore[type-var]
                 for frame in frames:
                     spill.append(self.predict(frame))
                     timestamps.append(frame.pts)
@@ -346,7 +346,7 @@ class _Conversion:
             depths = spill.frames()
             count = 0
             try:
-                with closing(self.source(reader.items())) as items:
+                with closing(self.source(reader.items())) as items:  # type: ignore[type-var]
                     for item in items:
                         if isinstance(item, av.Packet):
                             sink.put(item)

@@ -134,7 +134,7 @@ class VideoReader:
                         yield packet
                     continue
                 for frame in packet.decode():
-                    decoded = self.convert(frame, count, last_pts)
+                    decoded = self.convert(frame, count, last_pts)  # type: ignore[arg-type]
                     last_pts = decoded.pts
                     count += 1
                     self.check_length(count, decoded.pts)
@@ -157,9 +157,9 @@ class VideoReader:
         rgb = frame.to_ndarray(format="rgb24")
         k = info.rotation // 90
         if k:
-            rgb = np.ascontiguousarray(np.rot90(rgb, k))
+            rgb = np.ascontiguousarray(np.rot90(rgb, k))  # type: ignore[assignment]
         if rgb.shape[:2] != (info.height, info.width):
-            rgb = cv2.resize(rgb, (info.width, info.height), interpolation=cv2.INTER_AREA)
+            rgb = cv2.resize(rgb, (info.width, info.height), interpolation=cv2.INTER_AREA)  # type: ignore[assignment]
         pts = frame.pts
         if pts is None:  # raw elementary streams carry no timestamps: count frames instead
             pts = round(index / info.rate / info.time_base)
@@ -270,7 +270,7 @@ def describe(
         source_width=coded_w,
         source_height=coded_h,
         rotation=rotation,
-        time_base=Fraction(stream.time_base),
+        time_base=Fraction(stream.time_base),  # type: ignore[arg-type]
         rate=Fraction(rate),
         frame_count=stream.frames or None,
         duration_s=duration_s,

@@ -67,14 +67,14 @@ class _Writer:
         frame.pts = pts
         frame.time_base = self.time_base  # the stream's may change when the header is written
         if self.pending is not None:
-            if pts <= self.pending.pts:
+            if pts <= self.pending.pts:  # type: ignore[operator]
                 raise ValueError(f"timestamps must increase: {pts} after {self.pending.pts}")
             self._encode(self.pending, pts)
         self.pending = frame
 
     def _encode(self, frame: av.VideoFrame | None, next_pts: int | None = None) -> None:
         if frame is not None and next_pts is not None:
-            self.durations[frame.pts] = next_pts - frame.pts
+            self.durations[frame.pts] = next_pts - frame.pts  # type: ignore[index,operator]
         for packet in self.video.encode(frame):
             duration = self.durations.pop(packet.pts, None) if packet.pts is not None else None
             if duration:
@@ -87,7 +87,7 @@ class _Writer:
             return
         if self.pending is not None:
             last = self.pending.pts
-            self._encode(self.pending, end_pts if end_pts and end_pts > last else None)
+            self._encode(self.pending, end_pts if end_pts and end_pts > last else None)  # type: ignore[operator]
             self.pending = None
         self._encode(None)
         self.closed = True

@@ -81,7 +81,7 @@ def create_app(
         # entries; anything a client put before them is ignored), so links the app writes,
         # like the page's curl hint, say https://host:8443 behind nginx's TLS.
         hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     if load_model:
         runtime.start()
     return app

@@ -185,7 +185,7 @@ def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dic
     if jobs is not None:
         from midas_service.web.jobs import openapi_paths
 
-        document["paths"].update(openapi_paths(jobs))  # type: ignore[attr-defined]
+        document["paths"].update(openapi_paths(jobs))
     if settings.api_keys:
         _require_keys(document, settings.metrics_public)
     return document
