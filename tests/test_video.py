@@ -376,3 +376,46 @@ def test_options_are_checked():
         VideoOptions(output="depth16", scale="frame").validate()
     with pytest.raises(ValueError, match="scale"):
         VideoOptions(scale="dots").validate()
+
+
+PLAY_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const video = document.createElement('video');
+video.onerror = () => done({error: video.error && video.error.code});
+video.onended = () => done({duration: video.duration, width: video.videoWidth,
+  height: video.videoHeight, frames: video.getVideoPlaybackQuality().totalVideoFrames,
+  audioBytes: video.webkitAudioDecodedByteCount});
+video.src = arguments[0];
+document.body.appendChild(video);
+video.play().catch(error => done({error: String(error)}));
+"""
+
+
+def test_chromium_plays_the_depth_video_with_its_sound(estimator, clip: Path, tmp_path: Path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.test_browser import CHROMEDRIVER, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed")
+    out = tmp_path / "depth.mp4"
+    convert_video(clip, out, estimator, VideoOptions(output="side"))
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"):
+        options.add_argument(flag)
+    options.add_argument("--autoplay-policy=no-user-gesture-required")
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        driver.set_script_timeout(60)
+        driver.get(tmp_path.as_uri())
+        played = driver.execute_async_script(PLAY_SCRIPT, out.as_uri())
+    finally:
+        driver.quit()
+    assert "error" not in played, played
+    assert (played["width"], played["height"]) == (192, 64)
+    source_duration = float(video_stream(ffprobe(clip))["duration"])
+    assert played["duration"] == pytest.approx(source_duration, abs=0.002)  # Chromium: ms
+    assert played["frames"] > 0 and played["audioBytes"] > 0  # pictures and sound decoded
