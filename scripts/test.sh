@@ -7,7 +7,7 @@ set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "$0")/env.sh"
 ensure_apt_packages nginx:nginx wrk:wrk chromium:chromium chromedriver:chromium-driver \
-    redis-server:redis-server node:nodejs npm:npm
+    redis-server:redis-server node:nodejs npm:npm ffprobe:ffmpeg
 
 # The Khronos glTF validator (npm) for tests/test_geometry.py, kept outside the clone and keyed
 # by its version like the venv.
