@@ -384,13 +384,19 @@ def test_the_photo_in_3d_renders_orbits_and_downloads(site, browser, photos, dow
         glb[:4] == b"glTF"
         and abs(len(glb) - len(site.reference(photos["coffee"], output="mesh"))) < 4096
     )
-    assert browser.get_log("browser") == []  # no CSP refusal, no script error
+    # No CSP refusal, no script error; SwiftShader's notes on the screenshots' pixel reads
+    # ("GL Driver Message ... GPU stall due to ReadPixels") are the software GPU's, not ours.
+    logs = [e for e in browser.get_log("browser") if "GL Driver Message" not in e["message"]]
+    assert logs == []
 
     # The mouse wheel zooms too.
     ActionChains(browser).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -400).perform()
-    WebDriverWait(browser, 10).until(
-        lambda _: np.abs(canvas_picture(canvas).astype(int) - zoomed).mean() > 5
-    )
+
+    def changed(_) -> bool:  # the scroll may move the box by a pixel: compare at one size
+        now = cv2.resize(canvas_picture(canvas), zoomed.shape[1::-1], interpolation=cv2.INTER_AREA)
+        return np.abs(now.astype(int) - zoomed).mean() > 5
+
+    WebDriverWait(browser, 10).until(changed)
 
 
 def test_a_broken_file_shows_an_error_and_the_next_photo_works(site, browser, photos):
