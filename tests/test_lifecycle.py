@@ -97,8 +97,8 @@ EXPECTED = {
     ("truncated", "onnxruntime"): r"stopping the service: model failed to load: .*Protobuf",
     ("untrained", "torchscript"): r"cannot start: \S+\.pt: the model file was exported with "
     "random weights; set MIDAS_RANDOM_WEIGHTS=1",
-    ("untrained", "onnxruntime"): r"stopping the service: model failed to load: the model file "
-    "was exported with random weights; set MIDAS_RANDOM_WEIGHTS=1",
+    ("untrained", "onnxruntime"): r"stopping the service: model failed to load: \S+: the model "
+    "file was exported with random weights; set MIDAS_RANDOM_WEIGHTS=1",
 }
 
 
