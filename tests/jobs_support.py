@@ -14,8 +14,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tests.servers import stop
-from tests.support import ROOT
+
+from devtools.servers import stop
+from devtools.support import ROOT
 
 FINAL = ("finished", "failed", "canceled")
 

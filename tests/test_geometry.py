@@ -22,8 +22,8 @@ import pygltflib
 import pytest
 from PIL import Image
 from plyfile import PlyData
-from tests.support import ROOT
 
+from devtools.support import ROOT
 from midas_service.answer import render, with_camera
 from midas_service.geometry.camera import fov_from_35mm, pinhole
 from midas_service.geometry.depth import depth_from_inverse

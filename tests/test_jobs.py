@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.servers import redis_server
 
+from devtools.servers import redis_server
 from midas_service.config import Settings
 from midas_service.jobs.config import JobSettings
 from tests.jobs_support import finished, poll, small_photos, worker, worker_env, zip_bytes
@@ -373,7 +373,7 @@ def test_sigterm_lets_the_current_job_finish(model_path, redis_url, workdir, tmp
 
 
 def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
-    from tests.servers import free_port
+    from devtools.servers import free_port
 
     port = free_port()
     photo = small_photos(1)[0]
@@ -473,7 +473,7 @@ def test_a_video_without_video_support_is_refused_clearly(client):
 
 
 def test_metrics_count_jobs_by_outcome(client, running_worker):
-    from tests.support import metric
+    from devtools.support import metric
 
     def scrape() -> str:
         response = client.get("/metrics")

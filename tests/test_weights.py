@@ -159,7 +159,7 @@ def test_the_export_script_checks_sha256_of_a_local_checkpoint(weights_file, tmp
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from devtools.support import ROOT
 
     output = tmp_path / "pinned.pt"
     result = subprocess.run(
