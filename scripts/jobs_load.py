@@ -31,9 +31,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.jobs_support import small_photos, worker, worker_env  # noqa: E402
 from devtools.servers import gunicorn, redis_server  # noqa: E402
 from devtools.support import export_model  # noqa: E402
-from tests.jobs_support import small_photos, worker, worker_env  # noqa: E402
 
 log = logging.getLogger("jobs_load")
 

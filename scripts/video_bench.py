@@ -1,7 +1,7 @@
 """The video rows of scripts/bench.py: frames/s split into decode, infer and encode; the
 flicker of each colour scale; the peak memory of a short and a long clip.
 
-Clips are made on the spot (tests/video_clips.py): a textured background with a square
+Clips are made on the spot (devtools/video_clips.py): a textured background with a square
 sliding in, H.264 at 30000/1001 fps with AAC sound.
 """
 
@@ -18,11 +18,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devtools.video_clips import decoded_frames, make_clip  # noqa: E402
 from midas_service.inference.engines import load_engine  # noqa: E402
 from midas_service.inference.pipeline import DepthEstimator  # noqa: E402
 from midas_service.video.convert import VideoOptions, convert_video  # noqa: E402
 from midas_service.video.limits import VideoLimits  # noqa: E402
-from tests.video_clips import decoded_frames, make_clip  # noqa: E402
 
 log = logging.getLogger("bench.video")
 SPEED_SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.jobs_support import finished, poll, small_photos, worker, worker_env, zip_bytes
 from devtools.servers import redis_server
 from midas_service.config import Settings
 from midas_service.jobs.config import JobSettings
-from tests.jobs_support import finished, poll, small_photos, worker, worker_env, zip_bytes
 
 QUEUE = "midas-jobs-test"
 # The first test also waits for the session's model export and a worker's start, which on a

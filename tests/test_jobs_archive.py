@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.jobs_support import zip_bytes
 from midas_service.config import ConfigError
 from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, read_entries, safe_name
 from midas_service.jobs.config import JobSettings
 from midas_service.jobs.store import JobStore, QuotaExceeded, Upload
-from tests.jobs_support import zip_bytes
 
 LIMITS = ArchiveLimits(max_entries=10, max_total_bytes=1_000_000, max_entry_bytes=200_000)
 

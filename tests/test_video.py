@@ -22,6 +22,16 @@ import numpy as np
 import pytest
 
 from devtools.support import ROOT
+from devtools.video_clips import (
+    audio_packets,
+    decoded_frames,
+    ffprobe,
+    frame_times,
+    make_audio_only,
+    make_clip,
+    make_empty_video,
+    top_level_atoms,
+)
 from midas_service.images import visualize
 from midas_service.images.decode import decode_image
 from midas_service.inference.engines import load_engine
@@ -32,16 +42,6 @@ from midas_service.video.limits import VideoLimits
 from midas_service.video.reader import fit_side, rotation_of
 from midas_service.video.scale import RunningRange
 from midas_service.video.writer import DEPTH_CODE_MAX, read_depth_range
-from tests.video_clips import (
-    audio_packets,
-    decoded_frames,
-    ffprobe,
-    frame_times,
-    make_audio_only,
-    make_clip,
-    make_empty_video,
-    top_level_atoms,
-)
 
 
 @pytest.fixture(scope="module")
