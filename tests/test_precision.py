@@ -52,7 +52,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     [
         ({"MIDAS_PRECISION": "fp16"}, "MIDAS_PRECISION must be one of fp32, bf16"),
         ({"MIDAS_MAX_DEVIATION": "2"}, "MIDAS_MAX_DEVIATION must be between 0 and 1"),
-        ({"MIDAS_MAX_DEVIATION": "lots"}, "bad number"),
+        ({"MIDAS_MAX_DEVIATION": "lots"}, "MIDAS_MAX_DEVIATION must be a number"),
     ],
 )
 def test_bad_settings_are_refused(env, message):
@@ -120,6 +120,8 @@ def posing_as_bf16(model_path, monkeypatch):
     def load(given: Settings):
         engine = load_worker_engine(dataclasses.replace(given, precision="fp32"))
         engine.precision = "bf16"
+        for per_count in engine.engines.values():  # the deviation is measured on one of these
+            per_count.precision = "bf16"
         return engine
 
     monkeypatch.setattr("midas_service.inference.runtime.load_worker_engine", load)
