@@ -129,6 +129,10 @@ def build_image_root(runtime, image: Path, scratch: Path) -> tuple[str, Path]:
             # pip steps are the venv; user creation is the uid we run as. Anything else is new
             # and must be replayed here before this test can vouch for the image.
             normalised = re.sub(r"--(?:extra-)?index-url[= ]\S+\s*", "", argument)
+            folder = re.fullmatch(r"mkdir -p (/\S+) && chown 10001:10001 \1", argument)
+            if folder:  # a folder the service user may write (the job store): ours here too
+                (image / folder.group(1).lstrip("/")).mkdir(parents=True, exist_ok=True)
+                continue
             assert normalised in pip_runs or "useradd" in argument, f"RUN not replayed: {argument}"
     return workdir, image / workdir.lstrip("/")
 

@@ -98,7 +98,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
 
 
 class ApiError(Exception):
-    """A request the HTTP layer refuses; its code is in ``ERRORS`` like every other error's."""
+    """A request the HTTP layer refuses; its code is in ``ERRORS`` like every other error's,
+    or, for a refusal defined beside its routes (web/jobs.py, web/security.py), ``code``."""
+
+    code: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -153,7 +156,8 @@ def refusal_for(exc: Exception) -> Refusal:
     """The one lookup from exception to answer, for the JSON handler and the page alike."""
     if isinstance(exc, HTTPException):
         return http_refusal(exc)
-    code = next((ERRORS[t] for t in type(exc).__mro__ if t in ERRORS), "internal_error")
+    own = exc.code if isinstance(exc, ApiError) else None
+    code = own or next((ERRORS[t] for t in type(exc).__mro__ if t in ERRORS), "internal_error")
     if code == "internal_error":  # a fault in the service: the log has it, the client does not
         if type(exc) in ERRORS:
             log.error("request %s: %s", g.get("request_id"), exc)
