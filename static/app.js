@@ -6,6 +6,7 @@ import { colourize, encodePng16, parseNpy, relativeDepthAt } from "./depth.js";
 import { sendPhoto } from "./upload.js";
 import { startWebcam } from "./webcam.js";
 import "./jobs.js"; // videos and zips as jobs: its own module, it registers itself
+import "./view3d.js"; // the 3D view: its own module, it listens for the shown depth map
 
 const $ = (id) => document.getElementById(id);
 const form = $("upload");

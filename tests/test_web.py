@@ -256,7 +256,7 @@ def test_openapi_describes_predict(client):
     spec = client.get("/openapi.json").get_json()
     predict = spec["paths"]["/predict"]["post"]
     params = {p["name"]: p for p in predict["parameters"]}
-    assert params["output"]["schema"]["enum"] == ["heatmap", "depth", "side"]
+    assert params["output"]["schema"]["enum"] == ["heatmap", "depth", "side", "pointcloud", "mesh"]
     assert "inferno" in params["colormap"]["schema"]["enum"]
     assert {"multipart/form-data", "image/*"} <= set(predict["requestBody"]["content"])
     assert {"400", "413", "415", "500", "503"} <= set(predict["responses"])
