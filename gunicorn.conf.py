@@ -25,8 +25,8 @@ midas_service, midas_service.config, midas_service.logs, midas_service.images,
 midas_service.images.colormap_names, midas_service.inference, midas_service.inference.core_share,
 midas_service.inference.openmp, midas_service.inference.precision,
 midas_service.inference.engines, midas_service.serving, midas_service.serving.lifecycle, plus
-the configured backend's module in
-midas_service.inference.engines.<backend> (its read_metadata checks the model file); of
+the configured backend's module in midas_service.inference.engines.<backend> (its read_metadata
+checks the model file; openvino's reuses engines.onnxruntime's ONNX header check); of
 third-party packages only gunicorn and prometheus_client (child_exit). No torch, onnxruntime,
 openvino, cv2, numpy, Pillow or Flask: the workers import those after the fork.
 """

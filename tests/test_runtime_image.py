@@ -256,7 +256,9 @@ def test_readyz_and_predict_from_the_runtime_stage(served, jpeg_640x480):
     expected = heatmap(DepthEstimator(engine).predict(rgb))
     assert served_picture.shape == expected.shape == (480, 640, 3)
     difference = np.abs(served_picture.astype(int) - expected.astype(int))
-    assert difference.max() <= 2 and difference.mean() < 0.05
+    # Two torch builds (the image's CPU wheel, this venv's CUDA build): a few pixels land one
+    # colour level further apart since 8-bit photos stay uint8 until the resize (issue 17, item 9).
+    assert difference.max() <= 3 and difference.mean() < 0.05
     assert served_picture.std() > 10  # a real heatmap, not a flat picture
 
 

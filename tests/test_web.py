@@ -278,6 +278,7 @@ def assert_strict_page(response) -> None:
         "script-src": "'self'",
         "style-src": "'self'",
         "img-src": "'self' data: blob:",
+        "media-src": "'self' blob:",  # the finished job's video plays from a blob
         "connect-src": "'self'",
         "object-src": "'none'",
         "base-uri": "'none'",
