@@ -105,9 +105,16 @@ def running(
 
 @contextmanager
 def gunicorn(
-    model_path: Path, workdir: Path, *, workers: int = 2, wait: bool = True, **env: str
+    model_path: Path,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    wait: bool = True,
+    python: str = sys.executable,
+    **env: str,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Gunicorn with gunicorn.conf.py serving ``model_path``; yields (base URL, process)."""
+    """Gunicorn with gunicorn.conf.py serving ``model_path``; yields (base URL, process).
+    ``python``: the interpreter (e.g. the runtime image's venv) that runs it."""
     port = free_port()
     environment = {
         **os.environ,
@@ -123,7 +130,7 @@ def gunicorn(
         **env,
     }
     with running(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+        [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
         workdir / f"gunicorn-{port}.log",
         f"http://127.0.0.1:{port}/readyz" if wait else None,
         cwd=ROOT,

@@ -17,6 +17,7 @@ import numpy as np
 
 from midas_service.answer import render, with_camera
 from midas_service.config import ConfigError, Settings
+from midas_service.engine_options import add_engine_arguments
 from midas_service.geometry import view
 from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
 from midas_service.geometry.grid import DEFAULT_MAX_SIDE
@@ -24,15 +25,13 @@ from midas_service.images import visualize
 from midas_service.images.decode import ImageError, read_image_file
 from midas_service.images.outputs import KINDS, SAVES, RenderOptions
 from midas_service.inference.engines import (
-    BACKENDS,
-    DEFAULT_BACKEND,
     MissingMetadata,
     ModelFileError,
     load_engine,
     refuse_untrained,
 )
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
-from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS, PrecisionRefused
+from midas_service.inference.precision import PrecisionRefused
 from midas_service.video import command as video_command
 
 log = logging.getLogger("midas_service.cli")
@@ -224,25 +223,8 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         default=DEFAULT_MAX_SIDE,
         help=f"3D outputs: most grid vertices per side (default: {DEFAULT_MAX_SIDE})",
     )
-    predict.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=settings.backend,
-        help=f"default: MIDAS_BACKEND, else {DEFAULT_BACKEND}",
-    )
-    predict.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=settings.precision,
-        help=f"default: MIDAS_PRECISION, else {DEFAULT_PRECISION} (bf16: openvino on bf16 CPUs)",
-    )
-    predict.add_argument(
-        "--threads",
-        type=int,
-        default=settings.threads,
-        help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
-    )
-    video_command.add_parser(commands)
+    add_engine_arguments(predict, settings)
+    video_command.add_parser(commands, settings)
     from midas_service.jobs.worker import add_parser as add_worker_parser
 
     add_worker_parser(commands)
@@ -352,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser(settings).parse_args(argv)
     if args.command == "video":
-        return video_command.run_video(args)
+        return video_command.run_video(args, settings)
     if args.command == "worker":
         from midas_service.jobs.worker import run_worker
 

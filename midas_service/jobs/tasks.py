@@ -85,8 +85,10 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.key = cancel_key(context.settings.prefix, job.id) if job is not None else ""
+        self.total: int | None = None
 
     def __call__(self, done: int, total: int | None, force: bool = False) -> None:
+        self.total = total if total is not None else self.total
         now = time.monotonic()
         if not force and now - self.last < PROGRESS_EVERY_S:
             return
@@ -100,6 +102,11 @@ class Progress:
         self.job.meta["progress"] = {"done": done, "total": total}
         self.job.meta["eta_s"] = round(eta, 1) if eta is not None else None
         self.job.save_meta()
+
+    def finish(self) -> None:
+        """Write done == total: the throttled calls may have skipped the last steps."""
+        if self.total is not None:
+            self(self.total, self.total, force=True)
 
 
 def run(job_id: str) -> dict[str, Any]:
@@ -123,6 +130,7 @@ def run(job_id: str) -> dict[str, Any]:
         summary = run_video(record, folder, context, progress)
     else:
         summary = run_photos(record, folder, context, progress)
+    progress.finish()
     stats.record_finished(
         context.redis, context.settings.prefix, record["kind"], time.monotonic() - start
     )
@@ -222,7 +230,6 @@ def run_photos(
         raise JobInputError(f"no photo could be processed ({len(report)} inputs){detail}")
     partial.replace(result)
     write_json(folder / REPORT_NAME, report)
-    progress(total, total, force=True)
     return summary
 
 

@@ -33,6 +33,7 @@ from midas_service.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("abandoned", "shutdown")
+SWEEP_EVERY_S = 5.0  # how often each worker removes expired job folders
 WORKER_TTL_S = 30  # RQ worker key lifetime; RQ blocks on the queue for this minus 15 s
 
 
@@ -95,26 +96,15 @@ def make_exception_handler(settings: JobSettings, redis: Any):
 
 
 def load_estimator(settings: Settings) -> Any:
-    """The model at the service's settings (backend, threads), refused if untrained unless
-    allowed, warmed up."""
-    import numpy as np
+    """The model exactly as a web worker loads it (``ModelRuntime``): backend, precision and
+    its deviation bound, threads and core sharing, the untrained policy, the warm-up."""
+    from midas_service.inference.runtime import ModelRuntime
 
-    from midas_service.inference.engines import load_engine, refuse_untrained
-    from midas_service.inference.pipeline import DepthEstimator
-
-    engine = load_engine(
-        settings.model_path,
-        settings.backend,
-        settings.threads,
-        settings.ort_spinning,
-        allow_no_metadata=settings.allow_no_metadata,
-    )
-    refuse_untrained(settings.model_path, engine.metadata, settings.allow_untrained)
-    estimator = DepthEstimator(engine)
-    warm = np.full((480, 640, 3), 0.5, dtype=np.float32)
-    for _ in range(settings.warmup_runs):
-        estimator.predict(warm)
-    return estimator
+    runtime = ModelRuntime(settings)
+    runtime.load()
+    if runtime.error:
+        raise RuntimeError(runtime.error)
+    return runtime.estimator
 
 
 def build_worker(settings: JobSettings, redis: Any, handler: Any, name: str | None) -> Any:
@@ -144,6 +134,7 @@ class Keeper(threading.Thread):
         super().__init__(name="jobs-keeper", daemon=True)
         self.worker, self.settings, self.store, self.handler = worker, settings, store, handler
         self.stopping = threading.Event()
+        self.swept = -SWEEP_EVERY_S
 
     def run(self) -> None:
         while not self.stopping.wait(self.settings.heartbeat_s):
@@ -172,15 +163,18 @@ class Keeper(threading.Thread):
         from rq.registry import StartedJobRegistry
 
         redis = self.worker.connection
-        lock = f"{self.settings.prefix}jobs:maintenance"
-        # A short lock: one worker at a time, and a worker killed holding it delays no one long
-        if not redis.set(
-            lock, self.worker.name, nx=True, ex=max(1, int(self.settings.heartbeat_s))
-        ):
-            return
+        # A short lock per queue: one worker of that queue at a time (workers of other queues
+        # sharing the Redis must not keep it from its own), and a worker killed holding it
+        # delays no one long.
         for queue in self.worker.queues:
-            StartedJobRegistry(queue=queue).cleanup(exception_handlers=[self.handler])
-        self.store.sweep()
+            lock = f"{self.settings.prefix}jobs:maintenance:{queue.name}"
+            if redis.set(
+                lock, self.worker.name, nx=True, ex=max(1, int(self.settings.heartbeat_s))
+            ):
+                StartedJobRegistry(queue=queue).cleanup(exception_handlers=[self.handler])
+        if time.monotonic() - self.swept >= SWEEP_EVERY_S:  # a scan of the store's folders
+            self.store.sweep()
+            self.swept = time.monotonic()
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -218,7 +212,7 @@ def run_worker(args: argparse.Namespace) -> int:
     try:
         estimator = load_estimator(settings)
     except Exception as exc:
-        log.error("model failed to load: %s", exc)
+        log.error("%s", exc)  # already says the model failed to load
         return 2
     store = JobStore(jobs.directory, jobs.max_store_bytes, jobs.ttl_s)
     store.ensure()
@@ -230,11 +224,12 @@ def run_worker(args: argparse.Namespace) -> int:
     keeper = Keeper(worker, jobs, store, handler)
     keeper.start()
     log.info(
-        "worker %s ready on queue %s (%s, %s threads); a dead worker's job is taken over within "
-        "%.0f s",
+        "worker %s ready on queue %s (%s %s, %s threads); a dead worker's job is taken over "
+        "within %.0f s",
         worker.name,
         jobs.queue,
         settings.backend,
+        settings.precision,
         estimator.engine.threads,
         jobs.takeover_bound_s,
     )

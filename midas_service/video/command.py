@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from midas_service.config import Settings
+from midas_service.engine_options import add_engine_arguments
 from midas_service.images import visualize
-from midas_service.inference.engines import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    MissingMetadata,
-    ModelFileError,
-    load_engine,
-)
+from midas_service.inference.engines import MissingMetadata, ModelFileError, load_engine
 from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
+from midas_service.inference.precision import PrecisionRefused
 from midas_service.video.errors import VideoError
 from midas_service.video.limits import LimitConfigError, VideoLimits
 from midas_service.video.options import OUTPUT_SUFFIX, OUTPUTS, SCALES, VideoOptions
@@ -27,7 +23,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, settings: Settings) -> None:
     """Add the ``video`` subcommand to the CLI's subparsers."""
     video = commands.add_parser(
         "video",
@@ -65,15 +61,7 @@ def add_parser(commands: Any) -> None:
         "--max-side", type=int, help="downscale frames so their longer side is at most N pixels"
     )
     video.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    video.add_argument(
-        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=f"default: {DEFAULT_BACKEND}"
-    )
-    video.add_argument(
-        "--threads",
-        type=int,
-        default=int(os.environ["MIDAS_THREADS"]) if os.environ.get("MIDAS_THREADS") else None,
-        help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
-    )
+    add_engine_arguments(video, settings)
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -88,7 +76,7 @@ def check_paths(args: argparse.Namespace) -> None:
         raise VideoError(f"the output folder {args.out.parent} does not exist")
 
 
-def run_video(args: argparse.Namespace) -> int:
+def run_video(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from midas_service.video.convert import convert_video  # PyAV: only for this command
@@ -105,11 +93,22 @@ def run_video(args: argparse.Namespace) -> int:
         )
         options.validate()
         VideoReader(args.input, options.limits, options.max_side).close()  # fail before loading
-        allow_no_metadata = os.environ.get("MIDAS_ALLOW_NO_METADATA", "") in ("1", "true", "yes")
         engine = load_engine(
-            args.model, args.backend, args.threads, allow_no_metadata=allow_no_metadata
+            args.model,
+            args.backend,
+            args.threads,
+            allow_no_metadata=settings.allow_no_metadata,
+            precision=args.precision,
+            cache_dir=settings.openvino_cache_dir,
         )
-    except (LimitConfigError, ValueError, MissingMetadata, ModelFileError, OSError) as exc:
+    except (
+        LimitConfigError,
+        ValueError,
+        MissingMetadata,
+        ModelFileError,
+        OSError,
+        PrecisionRefused,
+    ) as exc:
         log.error("%s", exc)  # VideoError is a ValueError
         return EXIT_BAD_INPUT
     estimator = DepthEstimator(engine)
