@@ -119,3 +119,25 @@ def poll(client, job_id: str, until, timeout: float = 90, headers=None) -> dict:
 
 def finished(body: dict) -> bool:
     return body["status"] in FINAL
+
+
+def clip_bytes(frames: int = 12, width: int = 96, height: int = 64) -> bytes:
+    """A short H.264 MP4 of moving crops of a real photo, made with PyAV."""
+    import av
+    import cv2
+    from skimage import data
+
+    cat = data.chelsea()
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            crop = cv2.resize(
+                cat[index * 4 : index * 4 + 200, index * 6 : index * 6 + 300], (width, height)
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()

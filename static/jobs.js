@@ -177,10 +177,12 @@ async function showResult(job, body) {
     const skipped = (summary.failed || 0) + (summary.skipped || 0);
     ui.download.download = job.kind === "video" ? `${stem}-depth.mkv` : `${stem}-depth.zip`;
     say(`Done: ${summary.ok ?? ""} outputs${skipped ? `, ${skipped} files not used (see report.json)` : ""}.`, 1);
-    ui.download.click();
   }
-  ui.download.href = resultUrl;
+  ui.download.href = resultUrl; // before the click below: without it the click saves nothing
   ui.download.hidden = false;
+  // Save a zip once, when it is first done; a later reload shows the link without saving again.
+  if (!job.saved && (job.kind !== "video" || blob.type !== "video/mp4")) ui.download.click();
+  remember({ ...job, saved: true });
 }
 
 async function cancel() {

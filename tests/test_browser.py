@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -526,3 +527,107 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_for_the_tab(
         assert browser.execute_script("return localStorage.length") == 0
         choose(browser, photos["coffee"])
         wait_for_result(browser)
+
+
+@pytest.fixture(scope="module")
+def job_site(random_model_path, tmp_path_factory):
+    """The page with jobs on: Redis, Gunicorn behind nginx, and one real worker process."""
+    from devtools.jobs_support import worker, worker_env
+    from devtools.servers import redis_server
+
+    workdir = tmp_path_factory.mktemp("browser-jobs")
+    store = workdir / "store"
+    queue = {"MIDAS_JOBS_QUEUE": "midas-jobs-browser"}
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(workdir))
+        # One thread on both sides, like worker_env's: the same bytes need the same arithmetic.
+        jobs_env = {
+            "REDIS_URL": redis_url,
+            "MIDAS_JOBS_DIR": str(store),
+            "MIDAS_THREADS": "1",
+            "MIDAS_SHARE_CORES": "0",
+            **queue,
+        }
+        app_url, _ = stack.enter_context(
+            gunicorn(random_model_path, workdir, workers=1, **jobs_env)
+        )
+        stack.enter_context(
+            worker("browser", worker_env(redis_url, random_model_path, store, **queue), workdir)
+        )
+        proxy = stack.enter_context(nginx_proxy(app_url, workdir))
+        yield Site(proxy.http, app_url, proxy.folder)
+
+
+def job_status_text(browser) -> str:
+    return browser.find_element(By.ID, "job-status").text
+
+
+def test_a_zip_becomes_a_job_with_progress_and_downloads_predicts_outputs(
+    job_site, browser, downloads, tmp_path
+):
+    from devtools.jobs_support import small_photos, zip_bytes
+
+    photos = small_photos(80)
+    archive = tmp_path / "inspection.zip"
+    archive.write_bytes(zip_bytes({f"{i:02d}.jpg": photo for i, photo in enumerate(photos)}))
+    browser.get(job_site.url)
+    browser.find_element(By.ID, "job-file").send_keys(str(archive))
+    # The bar moves while the worker goes through the photos: a fraction strictly inside (0, 1)
+    # next to "Working: N of 80 photos".
+    seen = WebDriverWait(browser, RESULT_TIMEOUT_S, poll_frequency=0.05).until(
+        lambda b: (
+            (text := job_status_text(b)).startswith("Working:")
+            and 0 < float(b.find_element(By.ID, "job-progress").get_attribute("value") or 0) < 1
+            and text
+        )
+    )
+    assert " of 80 photos" in seen
+    WebDriverWait(browser, 120).until(lambda b: job_status_text(b).startswith("Done:"))
+    assert job_status_text(browser) == "Done: 80 outputs."
+    assert browser.find_element(By.ID, "job-progress").get_attribute("value") == "1"
+    saved = wait_for_download(downloads, "inspection-depth.zip")
+    with zipfile.ZipFile(saved) as outputs:
+        for index in (0, 41, 79):
+            photo = tmp_path / f"{index:02d}.jpg"
+            photo.write_bytes(photos[index])
+            assert outputs.read(f"{index:02d}.jpg") == job_site.reference(photo)
+    link = browser.find_element(By.ID, "job-download")
+    assert link.is_displayed() and link.get_attribute("download") == "inspection-depth.zip"
+
+
+def test_a_video_job_is_found_again_after_a_reload_and_plays(job_site, browser, tmp_path):
+    from devtools.jobs_support import clip_bytes
+
+    clip = tmp_path / "walk.mp4"
+    clip.write_bytes(clip_bytes(frames=24))
+    browser.get(job_site.url)
+    browser.find_element(By.ID, "job-file").send_keys(str(clip))
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return localStorage.getItem('midas-depth-job')")
+    )
+    saved = json.loads(browser.execute_script("return localStorage.getItem('midas-depth-job')"))
+    browser.refresh()  # the visitor reloads while the job runs (or after it ended)
+    WebDriverWait(browser, 120).until(lambda b: job_status_text(b) == "Done: the depth video.")
+    video = browser.find_element(By.ID, "job-video")
+    assert video.is_displayed()
+    # It plays: metadata read (the side-by-side width), and time moves on after play().
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return arguments[0].readyState >= 2", video)
+    )
+    assert browser.execute_script(
+        "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
+    ) == [96, 64]
+    browser.execute_script("arguments[0].muted = true; arguments[0].play()", video)
+    WebDriverWait(browser, 30).until(
+        lambda b: b.execute_script("return arguments[0].currentTime > 0.2", video)
+    )
+    # The video shown is the job's result: the page fetched it, and it lasts the clip's 2 s.
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)"
+    )
+    assert saved["resultUrl"] in fetched
+    assert browser.execute_script("return arguments[0].duration", video) == pytest.approx(
+        2.0, abs=0.1
+    )
+    result = requests.get(f"{job_site.app_url}{saved['resultUrl']}", timeout=30)
+    assert result.status_code == 200 and result.headers["Content-Type"] == "video/mp4"

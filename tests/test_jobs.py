@@ -5,7 +5,6 @@ Outputs are compared byte for byte with what /predict answers for the same photo
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import signal
@@ -15,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from devtools.jobs_support import finished, poll, small_photos, worker, worker_env, zip_bytes
+from devtools.jobs_support import (
+    clip_bytes,
+    finished,
+    poll,
+    small_photos,
+    worker,
+    worker_env,
+    zip_bytes,
+)
 from devtools.servers import redis_server
 from midas_service.config import Settings
 from midas_service.jobs.config import JobSettings
@@ -434,35 +441,6 @@ def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
             assert survivor.poll() is None  # the same worker, reconnected
 
 
-needs_video = pytest.mark.skipif(
-    importlib.util.find_spec("midas_service.video") is None,
-    reason="midas_service.video (the video branch) is not on this branch",
-)
-
-
-def clip_bytes(frames: int = 12, width: int = 96, height: int = 64) -> bytes:
-    """A short H.264 MP4 of moving crops of a real photo, made with PyAV."""
-    import av
-    import cv2
-    from skimage import data
-
-    cat = data.chelsea()
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(frames):
-            crop = cv2.resize(
-                cat[index * 4 : index * 4 + 200, index * 6 : index * 6 + 300], (width, height)
-            )
-            for packet in stream.encode(av.VideoFrame.from_ndarray(crop, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buffer.getvalue()
-
-
-@needs_video
 def test_video_round_trip(client, running_worker):
     import av
     import numpy as np
@@ -492,17 +470,6 @@ def test_video_round_trip(client, running_worker):
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
     ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
     assert ranged.status_code == 206 and len(ranged.data) == 100  # a <video> can seek
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("midas_service.video") is not None, reason="video support is here"
-)
-def test_a_video_without_video_support_is_refused_clearly(client):
-    response = client.post(
-        "/jobs", data={"file": (io.BytesIO(b"\x00\x00\x00\x18ftypmp42"), "v.mp4")}
-    )
-    assert response.status_code == 400
-    assert "no video support" in response.get_json()["error"]["message"]
 
 
 def test_metrics_count_jobs_by_outcome(client, running_worker):

@@ -7,7 +7,6 @@ worker process (``python -m midas_service worker``) does the work. Redis being d
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from typing import IO, Any
 
@@ -221,11 +220,6 @@ def submit() -> Response:
         settings.max_upload_bytes,
     )
     kind, uploads, entries = read_uploads(jobs_state.store, limits)
-    if kind == "video" and importlib.util.find_spec("midas_service.video") is None:
-        raise BadParameter(
-            f"{uploads[0].name!r} is neither a photo nor a zip, and this server has no video "
-            "support (midas_service.video)"
-        )
     options = read_job_options(request, kind, settings.colormap)
     job_id, owner = new_job_id(), current_owner()
     jobs_state.store.create(job_id, owner, kind, options, uploads)

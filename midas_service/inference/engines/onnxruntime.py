@@ -23,11 +23,9 @@ class OnnxRuntimeEngine:
         path: Path,
         threads: int,
         spinning: bool = False,
-        precision: str = "fp32",
+        precision: str = "fp32",  # load_engine admits fp32 only (inference/precision.py)
         cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
     ) -> None:
-        if precision != self.precision:
-            raise ValueError(f"ONNX Runtime serves fp32 only, not {precision}")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

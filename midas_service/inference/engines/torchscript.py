@@ -25,11 +25,9 @@ class TorchScriptEngine:
         path: Path,
         threads: int,
         spinning: bool = False,
-        precision: str = "fp32",
+        precision: str = "fp32",  # load_engine admits fp32 only (inference/precision.py)
         cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
     ) -> None:
-        if precision != self.precision:
-            raise ValueError(f"TorchScript serves fp32 only, not {precision}")
         import torch
 
         torch.set_num_threads(threads)
