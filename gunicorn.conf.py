@@ -1,4 +1,5 @@
-"""Gunicorn settings for the depth service (override any of them with GUNICORN_* variables).
+"""Gunicorn settings for the depth service, read through midas_service.config like every other
+setting (GUNICORN_* and MIDAS_* variables; docs/configuration.md lists them).
 
 Prefork workers (threaded, one request computing at a time; see "Lifecycle" at the end): each
 worker imports app.py after the fork, loads the model once on a background thread and runs
@@ -37,42 +38,46 @@ import os
 import shutil
 import tempfile
 
-from midas_service.config import Settings
+from midas_service.config import ServerSettings, Settings
 from midas_service.inference import core_share, openmp
-from midas_service.inference.engines import DEFAULT_BACKEND, available_cpus
+from midas_service.inference.engines import available_cpus
 from midas_service.logs import LOG_FORMAT
 from midas_service.serving import lifecycle
 
 _cpus = available_cpus()
+# prometheus-client multiprocess mode: every worker writes here, /metrics sums them. The
+# library reads the variable itself, in the workers, so it is set before the settings are read.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "midas-prometheus")
+)
+# A bad MIDAS_* or GUNICORN_* value stops the start here, before any fork.
+_service = Settings.from_env()
+_server = ServerSettings.from_env()
+_metrics_dir = str(_service.metrics_dir)
 
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus)))
+bind = _server.bind
+workers = _server.workers or _cpus
 worker_class = "midas_service.serving.worker.MidasWorker"  # gthread; see "Lifecycle" below
 preload_app = False  # the model must load in each worker, after fork, never in the master
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+timeout = _server.timeout
+graceful_timeout = _server.graceful_timeout
 backlog = 256
 control_socket_disable = True  # unused; one fixed path would collide between instances
 limit_request_line = 8190
 
-# Intra-op threads per worker: every usable core (see the docstring), for either backend.
-_backend = os.environ.get("MIDAS_BACKEND", "").strip() or DEFAULT_BACKEND
-os.environ.setdefault("MIDAS_THREADS", str(_cpus))
+# Intra-op threads per worker: every usable core (see the docstring), for either backend
+# (MIDAS_THREADS unset: the runtime takes the usable cores).
+_threads = _service.threads or _cpus
 # Workers import torch after the fork, so this still reaches their GNU OpenMP.
-_openmp_fallback = _backend == "torchscript" and not openmp.intel_preloaded()
+_openmp_fallback = _service.backend == "torchscript" and not openmp.intel_preloaded()
 if _openmp_fallback:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# prometheus-client multiprocess mode: every worker writes here, /metrics sums them.
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "midas-prometheus")
-)
-
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = _server.accesslog
 # Query values other than output/format/colormap are logged as REDACTED (a key sent in the URL).
 logger_class = "midas_service.serving.access_log.ScrubbingLogger"
 errorlog = "-"
-loglevel = os.environ.get("MIDAS_LOG_LEVEL", "info")
+loglevel = _service.log_level
 access_log_format = (
     'ts=%(t)s remote=%(h)s method=%(m)s path="%(U)s" query="%(q)s" status=%(s)s '
     "bytes=%(B)s duration_ms=%(M)s request_id=%({x-request-id}o)s"
@@ -104,9 +109,9 @@ def on_starting(server) -> None:
     server.log.info(
         "layout: %d workers x %s threads on %d usable cores, backend %s",
         workers,
-        os.environ["MIDAS_THREADS"],
+        _threads,
         _cpus,
-        _backend,
+        _service.backend,
     )
     if _openmp_fallback:
         server.log.warning(
@@ -132,8 +137,7 @@ def child_exit(server, worker) -> None:
 # Each worker computes one request at a time (the compute turn) with MIDAS_THREADS inference
 # threads; its request threads read uploads, answer probes and refuse what cannot start within
 # MIDAS_QUEUE_TIMEOUT_S: one computing, MIDAS_MAX_WAITING waiting, two to spare for the rest.
-_service = Settings.from_env()  # a bad MIDAS_* value stops the start here, before any fork
-threads = int(os.environ.get("GUNICORN_THREADS", str(_service.max_waiting + 3)))
+threads = _server.threads or _service.max_waiting + 3
 # Close after each answer: nginx does not keep upstream connections,
 # and a kept-alive connection could be closed under a client's next request on stop.
 keepalive = 0

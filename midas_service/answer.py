@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from midas_service.errors import OutputTooLarge
 from midas_service.geometry.camera import DEFAULT_FOV_DEG, fov_from_35mm
 from midas_service.images.decode import (
     ImageHeader,
@@ -22,10 +23,6 @@ from midas_service.images.decode import (
 from midas_service.images.output_limits import output_refusal
 from midas_service.images.outputs import FORMATS, KINDS, RenderOptions
 from midas_service.inference.pipeline import DepthEstimator, StageTimes
-
-
-class OutputTooLarge(ValueError):
-    """The requested output cannot hold an image of this size (the message says what fits)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Timings:
 
 
 def refuse_unfit_output(width: int, height: int, options: RenderOptions) -> None:
-    message = output_refusal(width, height, options.output, options.format, options.max_side)
+    message = output_refusal(width, height, options.output, options.format, options.grid_side)
     if message:
         raise OutputTooLarge(message)
 

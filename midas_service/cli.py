@@ -15,23 +15,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from midas_service import options
 from midas_service.answer import render, with_camera
 from midas_service.config import ConfigError, Settings
-from midas_service.engine_options import add_engine_arguments
-from midas_service.geometry import view
-from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
-from midas_service.geometry.grid import DEFAULT_MAX_SIDE
-from midas_service.images import visualize
+from midas_service.engine_options import add_engine_arguments, command_settings
+from midas_service.errors import BadParameter
 from midas_service.images.decode import ImageError, read_image_file
 from midas_service.images.outputs import KINDS, SAVES, RenderOptions
-from midas_service.inference.engines import (
-    MissingMetadata,
-    ModelFileError,
-    load_engine,
-    refuse_untrained,
-)
-from midas_service.inference.pipeline import DepthEstimator, NonFiniteDepth
-from midas_service.inference.precision import PrecisionRefused
+from midas_service.inference.pipeline import NonFiniteDepth
+from midas_service.loading import REFUSALS, load_model
 from midas_service.video import command as video_command
 
 log = logging.getLogger("midas_service.cli")
@@ -174,7 +166,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
             "are named after the input's stem: <stem>-depth.png (heatmap), <stem>-depth16.png "
             "(png16: min-max 16-bit), <stem>.npy (float32), <stem>.pfm, <stem>-side.png (input | "
             "heatmap), <stem>.ply (point cloud), <stem>.glb (textured mesh; see docs/3d.md for "
-            "--fov, --near, --far and --max-side); a folder's sub-folders are mirrored under "
+            "--fov, --near, --far and --grid-side); a folder's sub-folders are mirrored under "
             "--output-dir. Before any work, "
             "the run stops (exit code 2) if two inputs would write the same file, if an output "
             "would replace an input (even with --overwrite), or if an output exists already and "
@@ -199,30 +191,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         default=["heatmap"],
         help=f"comma-separated outputs from {','.join(SAVES)} (default: heatmap)",
     )
-    predict.add_argument(
-        "--colormap",
-        choices=sorted(visualize.COLORMAPS),
-        default=visualize.DEFAULT_COLORMAP,
-        help="heatmap colours (default: inferno; near is bright)",
-    )
-    predict.add_argument(
-        "--fov",
-        type=float,
-        default=None,
-        help="3D outputs: horizontal angle of view in degrees (default: from EXIF, else 60)",
-    )
-    predict.add_argument(
-        "--near", type=float, default=DEFAULT_NEAR, help="3D outputs: nearest depth (default: 1)"
-    )
-    predict.add_argument(
-        "--far", type=float, default=DEFAULT_FAR, help="3D outputs: farthest depth (default: 10)"
-    )
-    predict.add_argument(
-        "--max-side",
-        type=int,
-        default=DEFAULT_MAX_SIDE,
-        help=f"3D outputs: most grid vertices per side (default: {DEFAULT_MAX_SIDE})",
-    )
+    options.add_arguments(predict, (options.COLORMAP, *options.VIEW))
     add_engine_arguments(predict, settings)
     video_command.add_parser(commands, settings)
     from midas_service.jobs.worker import add_parser as add_worker_parser
@@ -239,12 +208,12 @@ def refuse_existing(plan: dict[Path, list[Path]]) -> None:
         raise PlanError(f"{len(existing)} outputs exist already: {shown}{more}; pass --overwrite")
 
 
-def view_options(args: argparse.Namespace) -> RenderOptions:
-    """The 3D parameters of the command line, checked as /predict checks them."""
-    view.check_view(args.fov, args.near, args.far, args.max_side)
-    return RenderOptions(
-        "heatmap", "png", args.colormap, args.fov, args.near, args.far, args.max_side
-    )
+def view_options(args: argparse.Namespace, default_colormap: str) -> RenderOptions:
+    """The colormap and 3D options of the command line, checked as /predict checks them."""
+    given = options.given_arguments(args, (options.COLORMAP, *options.VIEW))
+    three_d = {"output": "mesh", "format": "glb"}  # the view options' own rules
+    settled = options.photo_options({**given, **three_d}, default_colormap)
+    return RenderOptions(**{**settled, "output": "heatmap", "format": "png"})
 
 
 def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> int:
@@ -253,9 +222,9 @@ def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> i
     settings = settings or Settings()
 
     try:
-        options = view_options(args)
-    except view.BadView as exc:
-        log.error("--%s: %s", exc.parameter.replace("_", "-"), exc)
+        chosen = view_options(args, settings.colormap)
+    except BadParameter as exc:
+        log.error("%s", exc)
         return 2
     with_bytes = wants_photo_bytes(args.save)
     images = list(find_images(args.inputs))
@@ -267,21 +236,10 @@ def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> i
         log.error("%s", exc)
         return 2
     try:
-        engine = load_engine(
-            args.model,
-            args.backend,
-            args.threads,
-            allow_no_metadata=settings.allow_no_metadata,
-            precision=args.precision,
-        )
-        # The service's policy: random weights only with MIDAS_RANDOM_WEIGHTS=1.
-        refuse_untrained(args.model, engine.metadata, settings.allow_untrained)
-    except (MissingMetadata, ModelFileError, FileNotFoundError, PrecisionRefused) as exc:
+        estimator = load_model(command_settings(args, settings)).estimator
+    except REFUSALS as exc:
         log.error("%s", exc)
         return 2
-    estimator = DepthEstimator(engine)
-    if estimator.engine.metadata.get("untrained"):
-        log.warning("this model has random weights: its depth maps are meaningless")
     failures: list[tuple[Path, str]] = []
     elapsed = 0.0
     done = 0
@@ -297,7 +255,7 @@ def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> i
             continue
         for target, data in zip(
             targets,
-            outputs_for(rgb, depth, args.save, args.colormap, options, photo).values(),
+            outputs_for(rgb, depth, args.save, chosen.colormap, chosen, photo).values(),
             strict=True,
         ):
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -338,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from midas_service.jobs.worker import run_worker
 
-        return run_worker(args)
+        return run_worker(args, settings)
     return run_predict(args, settings)
 
 

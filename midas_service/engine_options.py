@@ -7,6 +7,7 @@ MIDAS_THREADS), so a command runs the model as the service would unless told oth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from midas_service.config import Settings
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
@@ -31,4 +32,19 @@ def add_engine_arguments(parser: argparse.ArgumentParser, settings: Settings) ->
         type=int,
         default=settings.threads,
         help="intra-op threads (default: MIDAS_THREADS, else all usable cores)",
+    )
+
+
+def command_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The service's settings with this command's model and engine choices: a command loads
+    its model through ``loading.load_model`` like the service, alone on the machine (no core
+    sharing) and without a warm-up (there is no readiness to wait for)."""
+    return dataclasses.replace(
+        settings,
+        model_path=args.model,
+        backend=args.backend,
+        precision=args.precision,
+        threads=args.threads,
+        share_cores=False,
+        warmup_runs=0,
     )

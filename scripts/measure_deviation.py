@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="bf16")
     parser.add_argument("--reference-model", type=Path, help="fp32 model (default: --model)")
     parser.add_argument("--reference-backend", choices=BACKENDS, help="default: --backend")
-    parser.add_argument("--photos", type=Path, default=deviation.EXAMPLES, help="photo folder")
+    parser.add_argument(
+        "--photos", type=Path, default=None, help="photo folder (default: the example photos)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="default: all usable cores")
     parser.add_argument(
         "--max-deviation",

@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools.video_clips import decoded_frames, make_clip  # noqa: E402
+from midas_service.config import VideoLimits  # noqa: E402
 from midas_service.inference.engines import load_engine  # noqa: E402
 from midas_service.inference.pipeline import DepthEstimator  # noqa: E402
 from midas_service.video.convert import VideoOptions, convert_video  # noqa: E402
-from midas_service.video.limits import VideoLimits  # noqa: E402
 
 log = logging.getLogger("bench.video")
 SPEED_SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
@@ -34,7 +34,7 @@ sys.path.insert(0, {root!r})
 from midas_service.inference.engines import load_engine
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.convert import VideoOptions, convert_video
-from midas_service.video.limits import VideoLimits
+from midas_service.config import VideoLimits
 
 estimator = DepthEstimator(load_engine(Path(sys.argv[4]), sys.argv[5], 2))
 report = convert_video(Path(sys.argv[1]), Path(sys.argv[2]), estimator,

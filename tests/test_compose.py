@@ -21,7 +21,7 @@ COMPOSE = ROOT / "compose.yaml"
 TLS_OVERRIDE = ROOT / "compose.tls.yaml"
 TEMPLATES_DIR = "/etc/nginx/templates/"
 CONF_D = "conf.d/"  # where the official image renders templates, relative to /etc/nginx
-APP_SOURCES = ("midas_service/config.py", "midas_service/jobs/config.py", "gunicorn.conf.py")
+APP_SOURCES = ("midas_service/config.py", "gunicorn.conf.py")
 
 
 def interpolate(value: Any) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from midas_service.config import Settings
 from midas_service.inference import core_share
 from midas_service.inference.engines import BACKENDS
-from midas_service.inference.runtime import load_worker_engine
+from midas_service.loading import load_worker_engine
 from tests.conftest import range_error
 
 FORK = multiprocessing.get_context("fork")

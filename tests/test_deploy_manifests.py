@@ -360,7 +360,7 @@ def test_jobs_ingress_takes_the_jobs_upload_limit(
     assert body == f"{config['MIDAS_JOBS_MAX_UPLOAD_MB']}m"
     (rule,) = ingress["spec"]["rules"]
     assert [p["path"] for p in rule["http"]["paths"]] == ["/jobs"]
-    from midas_service.jobs.config import JobSettings
+    from midas_service.config import JobSettings
 
     assert float(config["MIDAS_JOBS_MAX_UPLOAD_MB"]) == JobSettings.max_upload_mb
 
@@ -378,7 +378,7 @@ def test_redis_manifest_is_where_redis_url_points(config: dict[str, str]) -> Non
 
 
 def test_keda_overlay_scales_workers_on_queue_length(config: dict[str, str]) -> None:
-    from midas_service.jobs.config import JobSettings
+    from midas_service.config import JobSettings
 
     overlay = ROOT / "k8s-keda"
     kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())

@@ -195,7 +195,7 @@ def test_edge_ratio_spares_a_full_range_slope_at_any_grid():
 def test_ply_has_one_vertex_per_grid_point_with_the_photo_colours():
     rgb = photo(200, 120)
     inverse = step_depth(200, 120)
-    options = RenderOptions("pointcloud", "ply", "inferno", fov=70.0, max_side=50)
+    options = RenderOptions("pointcloud", "ply", "inferno", fov=70.0, grid_side=50)
     vertices = read_ply(render(as_float(rgb), inverse, options).body)
     grid = make_grid(200, 120, 50)
     assert (grid.width, grid.height) == (50, 30)
@@ -220,7 +220,7 @@ def test_glb_mesh_reads_back_textured_with_the_photo_and_torn_at_the_step():
     rgb = photo(160, 96, seed=3)
     rgb = cv2.GaussianBlur(rgb, (0, 0), 3)  # smooth enough for the JPEG texture to keep it
     inverse = step_depth(160, 96)
-    options = RenderOptions("mesh", "glb", "inferno", max_side=80)
+    options = RenderOptions("mesh", "glb", "inferno", grid_side=80)
     gltf, blob = read_glb(render(as_float(rgb), inverse, options).body)
     grid = make_grid(160, 96, 80)
     primitive = gltf.meshes[0].primitives[0]
@@ -332,7 +332,7 @@ def predicted(client, data: bytes, **params: str):
 
 def test_predict_pointcloud_is_the_depth_map_through_the_documented_rule(client, jpeg_640x480):
     response = predicted(
-        client, jpeg_640x480, output="pointcloud", format="ply", near="2", far="5", max_side="64"
+        client, jpeg_640x480, output="pointcloud", format="ply", near="2", far="5", grid_side="64"
     )
     assert response.mimetype == "application/x-ply"
     assert response.headers["Content-Disposition"] == 'attachment; filename="depth.ply"'
@@ -373,11 +373,11 @@ BAD_VIEWS = {  # id: (query, the parameter the message must name)
     "near-beyond-far": ("output=pointcloud&near=5&far=2", "far"),
     "near-equals-far": ("output=mesh&near=3&far=3", "far"),
     "far-infinite": ("output=mesh&far=inf", "far"),
-    "grid-too-large": ("output=mesh&max_side=5000", "max_side"),
-    "grid-too-small": ("output=mesh&max_side=1", "max_side"),
-    "grid-fraction": ("output=pointcloud&max_side=64.5", "max_side"),
+    "grid-too-large": ("output=mesh&grid_side=5000", "grid_side"),
+    "grid-too-small": ("output=mesh&grid_side=1", "grid_side"),
+    "grid-fraction": ("output=pointcloud&grid_side=64.5", "grid_side"),
     "fov-for-a-heatmap": ("output=heatmap&fov=60", "fov"),
-    "grid-for-depth": ("output=depth&format=npy&max_side=64", "max_side"),
+    "grid-for-depth": ("output=depth&format=npy&grid_side=64", "grid_side"),
     "format-for-mesh": ("output=mesh&format=ply", "format"),
 }
 
@@ -395,7 +395,7 @@ def test_openapi_lists_the_3d_outputs_and_parameters(client):
     parameters = {p["name"]: p for p in spec["paths"]["/predict"]["post"]["parameters"]}
     assert {"pointcloud", "mesh"} <= set(parameters["output"]["schema"]["enum"])
     assert {"ply", "glb"} <= set(parameters["format"]["schema"]["enum"])
-    assert parameters["max_side"]["schema"]["maximum"] == 1024
+    assert parameters["grid_side"]["schema"]["maximum"] == 1024
     assert parameters["fov"]["schema"]["exclusiveMaximum"] == 180
     media = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]
     assert "model/gltf-binary" in media and "application/x-ply" in media
@@ -414,7 +414,7 @@ def test_cli_saves_ply_and_glb(model_path, photo_dir, tmp_path):
         out,
         "--save",
         "ply,glb",
-        "--max-side",
+        "--grid-side",
         "100",
     )
     assert result.returncode == 0, result.stderr

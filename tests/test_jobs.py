@@ -24,8 +24,7 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import redis_server
-from midas_service.config import Settings
-from midas_service.jobs.config import JobSettings
+from midas_service.config import JobSettings, Settings
 
 QUEUE = "midas-jobs-test"
 # The first test also waits for the session's model export and a worker's start, which on a

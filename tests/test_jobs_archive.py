@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from devtools.jobs_support import zip_bytes
-from midas_service.config import ConfigError
+from midas_service.config import ConfigError, JobSettings
 from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, read_entries, safe_name
-from midas_service.jobs.config import JobSettings
 from midas_service.jobs.store import JobStore, QuotaExceeded, Upload
 
 LIMITS = ArchiveLimits(max_entries=10, max_total_bytes=1_000_000, max_entry_bytes=200_000)
@@ -135,5 +134,5 @@ def test_job_settings_from_env():
     assert settings.takeover_bound_s == 25
     with pytest.raises(ConfigError, match="twice"):
         JobSettings.from_env({"MIDAS_JOBS_TAKEOVER_S": "5", "MIDAS_JOBS_HEARTBEAT_S": "5"})
-    with pytest.raises(ConfigError, match="bad number"):
+    with pytest.raises(ConfigError, match="MIDAS_JOBS_TTL_S must be a whole number"):
         JobSettings.from_env({"MIDAS_JOBS_TTL_S": "a day"})

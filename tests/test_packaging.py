@@ -37,6 +37,10 @@ page = client.get("/")
 assert page.status_code == 200 and 'name="image"' in page.get_data(as_text=True)
 script = client.get("/static/app.js")
 assert script.status_code == 200 and b"import" in script.data
+from midas_service.inference import deviation
+photos = deviation.photos_in()  # the bf16 gate's photos: package data, not the checkout's
+assert [p.name for p in photos] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"], photos
+assert all(p.is_relative_to(installed) for p in photos), photos
 print("served from", installed)
 """
 

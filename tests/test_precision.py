@@ -18,7 +18,8 @@ from midas_service.inference import precision
 from midas_service.inference.deviation import Deviation
 from midas_service.inference.engines import load_engine
 from midas_service.inference.precision import PrecisionRefused, check_precision, cpu_flags
-from midas_service.inference.runtime import ModelRuntime, load_worker_engine, measure_against_fp32
+from midas_service.loading import load_worker_engine, measure_against_fp32
+from midas_service.serving.runtime import ModelRuntime
 
 CPU_HAS_BF16 = precision.has_bf16_units(cpu_flags())
 needs_no_bf16 = pytest.mark.skipif(CPU_HAS_BF16, reason="this CPU has bf16 units")
@@ -124,7 +125,7 @@ def posing_as_bf16(model_path, monkeypatch):
             per_count.precision = "bf16"
         return engine
 
-    monkeypatch.setattr("midas_service.inference.runtime.load_worker_engine", load)
+    monkeypatch.setattr("midas_service.loading.load_worker_engine", load)
     return settings
 
 

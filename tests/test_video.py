@@ -32,13 +32,13 @@ from devtools.video_clips import (
     make_empty_video,
     top_level_atoms,
 )
+from midas_service.config import VideoLimits
 from midas_service.images import visualize
 from midas_service.images.decode import decode_image
 from midas_service.inference.engines import load_engine
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.convert import VideoOptions, convert_video
 from midas_service.video.errors import VideoError
-from midas_service.video.limits import VideoLimits
 from midas_service.video.reader import fit_side, rotation_of
 from midas_service.video.scale import RunningRange
 from midas_service.video.writer import DEPTH_CODE_MAX, read_depth_range
@@ -98,6 +98,26 @@ def test_cli_heatmap_plays_in_browsers_with_the_source_timing_and_audio(
     assert leftovers(tmp_path) == []
 
 
+def test_an_untrained_model_is_refused_as_predict_refuses_it(
+    random_model_path: Path, clip: Path, tmp_path: Path
+):
+    """The video command loads through the same policy as predict and the service."""
+    env = {key: value for key, value in os.environ.items() if key != "MIDAS_RANDOM_WEIGHTS"}
+    out = tmp_path / "depth.mp4"
+    args = (clip, "-o", out, "--model", random_model_path, "--backend", "onnxruntime")
+    refused = subprocess.run(
+        [sys.executable, "-m", "midas_service", "video", *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert "MIDAS_RANDOM_WEIGHTS=1" in refused.stderr and "Traceback" not in refused.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
+    allowed = run_video(*args, env={"MIDAS_RANDOM_WEIGHTS": "1"})
+    assert allowed.returncode == 0, allowed.stderr
+    assert "random weights" in allowed.stderr
+    assert int(video_stream(ffprobe(out))["nb_frames"]) == 16
+
+
 def test_variable_frame_rate_keeps_every_timestamp(estimator, tmp_path: Path):
     src = make_clip(tmp_path / "vfr.mp4", frames=15, vfr_ms=(33, 50, 17, 100))
     out = tmp_path / "vfr-depth.mp4"
@@ -142,7 +162,7 @@ def test_depth16_frame_k_equals_predict_within_the_quantisation(
     estimator, clip: Path, tmp_path: Path
 ):
     out = tmp_path / "depth.mkv"
-    report = convert_video(clip, out, estimator, VideoOptions(output="depth16"))
+    report = convert_video(clip, out, estimator, VideoOptions(output="depth"))
     probe = video_stream(ffprobe(out))
     assert probe["codec_name"] == "ffv1" and probe["pix_fmt"] == "gray16le"
     with av.open(str(out)) as container:
@@ -303,7 +323,7 @@ def test_existing_output_and_wrong_suffix_are_refused(model_path, clip: Path, tm
     result = run_video(clip, "-o", out, "--model", model_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert out.read_bytes() == b"keep me"
-    result = run_video(clip, "-o", tmp_path / "d.mp4", "--model", model_path, "--output", "depth16")
+    result = run_video(clip, "-o", tmp_path / "d.mp4", "--model", model_path, "--output", "depth")
     assert result.returncode == 2 and ".mkv" in result.stderr
     result = run_video(clip, "-o", tmp_path / "d.mp4", "--model", model_path, "--scale", "dots")
     assert result.returncode == 2 and "dots" in result.stderr
@@ -316,7 +336,7 @@ import numpy as np
 sys.path.insert(0, {root!r})
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.convert import VideoOptions, convert_video
-from midas_service.video.limits import VideoLimits
+from midas_service.config import VideoLimits
 
 class Engine:  # the network's cost is not what grows with a clip: a cheap stand-in
     backend, threads, metadata = "stub", 1, {{}}
@@ -372,8 +392,10 @@ def test_geometry_helpers():
 
 
 def test_options_are_checked():
-    with pytest.raises(ValueError, match="depth16"):
-        VideoOptions(output="depth16", scale="frame").validate()
+    with pytest.raises(ValueError, match="scale=clip"):
+        VideoOptions(output="depth", scale="frame").validate()
+    with pytest.raises(ValueError, match="max_side must be a whole number from 32 to 4096"):
+        VideoOptions(max_side=5000).validate()
     with pytest.raises(ValueError, match="scale"):
         VideoOptions(scale="dots").validate()
 

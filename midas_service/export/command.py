@@ -11,11 +11,11 @@ import argparse
 import logging
 from pathlib import Path
 
+from midas_service.config import ConfigError, ExportSettings
 from midas_service.export.exporter import ExportCheckFailed, export_all
 from midas_service.export.weights import (
     OFFICIAL_URL,
     WeightsError,
-    cache_dir,
     obtain_checkpoint,
     random_checkpoint,
 )
@@ -23,7 +23,10 @@ from midas_service.export.weights import (
 log = logging.getLogger("midas_service.export")
 
 
-def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: list[str] | None = None, prog: str | None = None, settings: ExportSettings | None = None
+) -> argparse.Namespace:
+    settings = settings or ExportSettings()
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -38,7 +41,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     parser.add_argument(
-        "--sha256", help="expected SHA-256 of the checkpoint (or MIDAS_WEIGHTS_SHA256)"
+        "--sha256",
+        default=settings.weights_sha256 or None,
+        help="expected SHA-256 of the checkpoint (default: MIDAS_WEIGHTS_SHA256)",
     )
     parser.add_argument(
         "--url", default=OFFICIAL_URL, help="download address (default: official release)"
@@ -46,8 +51,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=None,
-        help="download cache (default: MIDAS_CACHE_DIR or ~/.cache/midas-service)",
+        default=settings.cache_dir,
+        help="download cache (default: MIDAS_CACHE_DIR, else ~/.cache/midas-service)",
     )
     parser.add_argument(
         "--output",
@@ -68,15 +73,18 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv, prog)
+    try:
+        settings = ExportSettings.from_env()
+    except ConfigError as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    args = parse_args(argv, prog, settings)
     try:
         if args.random_weights:
             log.warning("random weights: the exported model gives MEANINGLESS depth")
             checkpoint = random_checkpoint(args.seed)
         else:
-            checkpoint = obtain_checkpoint(
-                args.weights, args.sha256, args.url, args.cache_dir or cache_dir()
-            )
+            checkpoint = obtain_checkpoint(args.weights, args.sha256, args.url, args.cache_dir)
         onnx_output = None if args.no_onnx else args.output.with_suffix(".onnx")
         export_all(checkpoint, args.output, onnx_output)
     except (WeightsError, ExportCheckFailed) as exc:

@@ -43,11 +43,6 @@ class Checkpoint:
     untrained: bool
 
 
-def cache_dir() -> Path:
-    """``MIDAS_CACHE_DIR``, default ``~/.cache/midas-service``."""
-    return Path(os.environ.get("MIDAS_CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
-
-
 def official_layout() -> list[tuple[str, tuple[int, ...], torch.dtype]]:
     """(key, shape, dtype) of every entry of the official checkpoint, in file order."""
     text = resources.files(__package__).joinpath(KEY_FILE).read_text()
@@ -188,10 +183,9 @@ def obtain_checkpoint(
     directory: Path | None = None,
 ) -> Checkpoint:
     """The user's file if given, else the cached copy, else a fresh download into the cache."""
-    expected_sha256 = expected_sha256 or os.environ.get("MIDAS_WEIGHTS_SHA256") or None
     if weights is not None:
         return load_checkpoint(weights, expected_sha256)
-    cached = (directory or cache_dir()) / CHECKPOINT_NAME
+    cached = (directory or DEFAULT_CACHE_DIR).expanduser() / CHECKPOINT_NAME
     if not cached.is_file():
         download(url, cached, expected_sha256)
     checkpoint = load_checkpoint(cached, expected_sha256)

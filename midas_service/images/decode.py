@@ -19,6 +19,16 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
 import cv2
 from PIL import Image
 
+from midas_service.errors import (
+    EmptyImage,
+    ImageError,
+    ImageTooLarge,
+    UndecodableImage,
+    UnsupportedImage,
+)
+
+__all__ = ["EmptyImage", "ImageError", "ImageTooLarge", "UndecodableImage", "UnsupportedImage"]
+
 MAGIC_BYTES = {
     b"\xff\xd8\xff": "jpeg",
     b"\x89PNG\r\n\x1a\n": "png",
@@ -33,26 +43,6 @@ MAX_SIDE = 1_000_000
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 EXIF_IFD = 0x8769
 FOCAL_LENGTH_35MM = 0xA405  # FocalLengthIn35mmFilm, in the Exif IFD; 0 means unknown
-
-
-class ImageError(Exception):
-    """Base of every reason an upload is refused."""
-
-
-class EmptyImage(ImageError):
-    pass
-
-
-class UnsupportedImage(ImageError):
-    """Not one of the supported formats (by content, whatever the name or media type says)."""
-
-
-class ImageTooLarge(ImageError):
-    pass
-
-
-class UndecodableImage(ImageError):
-    """Looks like a supported format but cannot be decoded (truncated, corrupt)."""
 
 
 def sniff_format(data: bytes) -> str | None:

@@ -1,6 +1,6 @@
 """Every output kind and format, in one table.
 
-Request parsing (web/upload.py), the output limits (images/output_limits.py), Content-Disposition
+The options (options.py), the output limits (images/output_limits.py), Content-Disposition
 (web/api.py), the OpenAPI document and the batch CLI's ``--save`` names all read this module;
 adding an output is one ``OutputKind`` here (and a ``Format`` if it brings a new one).
 """
@@ -50,7 +50,7 @@ class RenderOptions:
     fov: float | None = None  # horizontal degrees; None: from EXIF, else DEFAULT_FOV_DEG
     near: float = DEFAULT_NEAR
     far: float = DEFAULT_FAR
-    max_side: int = DEFAULT_MAX_SIDE  # grid vertices per side, at most
+    grid_side: int = DEFAULT_MAX_SIDE  # grid vertices per side, at most
 
 
 Renderer = Callable[[np.ndarray, np.ndarray, RenderOptions], bytes]
@@ -72,7 +72,7 @@ def _depth(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
 def _surface(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions, mesh: bool) -> Surface:
     fov = DEFAULT_FOV_DEG if options.fov is None else options.fov
     return build_surface(
-        rgb, depth, fov, options.near, options.far, options.max_side, with_triangles=mesh
+        rgb, depth, fov, options.near, options.far, options.grid_side, with_triangles=mesh
     )
 
 
@@ -96,7 +96,7 @@ class OutputKind:
     render: Renderer
     # The answer's picture (or vertex grid) size for a photo's width, height and max_side.
     size: Callable[[int, int, int], tuple[int, int]] = _same_size
-    geometry: bool = False  # takes the 3D parameters (fov, near, far, max_side)
+    geometry: bool = False  # takes the 3D options (fov, near, far, grid_side)
 
     @property
     def default_format(self) -> str:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from midas_service import assets
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.inference.precision import PrecisionRefused
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "static" / "examples"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -109,8 +109,9 @@ def worst(deviations: Iterable[Deviation]) -> Deviation:
     )
 
 
-def photos_in(folder: Path = EXAMPLES) -> list[Path]:
-    """The photos of ``folder`` (default: the page's bundled examples), sorted by name."""
+def photos_in(folder: Path | None = None) -> list[Path]:
+    """The photos of ``folder`` (default: the page's example photos, package data), by name."""
+    folder = folder if folder is not None else assets.example_photos()
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
 
 

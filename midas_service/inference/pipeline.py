@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from midas_service.errors import NonFiniteDepth
 from midas_service.inference.engines import Engine
 from midas_service.inference.preprocess import to_network_input
 
@@ -22,10 +23,6 @@ def upsample(prediction: np.ndarray, height: int, width: int) -> np.ndarray:
     if prediction.shape == (height, width):
         return prediction
     return cv2.resize(prediction, (width, height), interpolation=cv2.INTER_CUBIC)
-
-
-class NonFiniteDepth(RuntimeError):
-    """The model produced NaN or infinite depth: the model file is broken, not the photo."""
 
 
 def check_finite(prediction: np.ndarray) -> None:

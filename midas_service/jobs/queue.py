@@ -15,7 +15,8 @@ import secrets
 import time
 from typing import Any
 
-from midas_service.jobs.config import JobSettings
+from midas_service.config import JobSettings
+from midas_service.errors import JobsUnavailable
 
 TASK = "midas_service.jobs.tasks.run"
 STATUSES = ("queued", "started", "finished", "failed", "canceled")
@@ -30,10 +31,6 @@ RQ_STATUS = {
     "stopped": "canceled",
     "canceled": "canceled",
 }
-
-
-class JobsUnavailable(Exception):
-    """Redis cannot be reached (or is not configured): jobs cannot be made or read now."""
 
 
 def new_job_id() -> str:

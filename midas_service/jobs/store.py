@@ -27,14 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from midas_service.errors import QuotaExceeded
+
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SPOOL_IN_MEMORY = 1024 * 1024  # uploads smaller than this never touch the disk while received
-
-
-class QuotaExceeded(Exception):
-    """The store holds too much already to accept this job."""
 
 
 class NoSuchJob(Exception):

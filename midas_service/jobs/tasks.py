@@ -12,11 +12,13 @@ import logging
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from midas_service.answer import InputLimits, OutputTooLarge, answer
+from midas_service.config import JobSettings, VideoLimits
+from midas_service.errors import ServiceError
 from midas_service.images.decode import ImageError, sniff_format
 from midas_service.images.outputs import RenderOptions
 from midas_service.inference.pipeline import DepthEstimator
@@ -29,17 +31,15 @@ from midas_service.jobs.archive import (
     read_entries,
     safe_name,
 )
-from midas_service.jobs.config import JobSettings
 from midas_service.jobs.queue import cancel_key
 from midas_service.jobs.store import JobStore, write_json
+from midas_service.options import VIDEO_SUFFIX
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.json"
 PROGRESS_EVERY_S = 0.5  # at most two meta writes a second
 PROBLEMS_IN_STATUS = 20  # the status shows this many per-entry problems; report.json all
-VIDEO_OUTPUTS = {"heatmap": "heatmap", "side": "side", "depth": "depth16"}
-VIDEO_SCALES = ("clip", "running", "frame")
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -58,6 +58,7 @@ class Context:
     estimator: DepthEstimator
     limits: InputLimits
     redis: Any
+    video: VideoLimits = field(default_factory=VideoLimits)  # read once, at the worker's start
 
 
 _context: Context | None = None
@@ -195,9 +196,7 @@ class OutputNames:
 
 
 def error_code(exc: Exception) -> str:
-    from midas_service.web.errors import ERRORS
-
-    return ERRORS.get(type(exc), "bad_input")
+    return exc.code if isinstance(exc, ServiceError) else "bad_input"
 
 
 def run_photos(
@@ -270,19 +269,20 @@ def _json(value: object) -> str:
     return json.dumps(value, indent=1)
 
 
-def video_options(options: dict[str, Any]) -> Any:
+def video_options(options: dict[str, Any], limits: VideoLimits) -> Any:
     from midas_service.video.options import VideoOptions
 
     return VideoOptions(
-        output=VIDEO_OUTPUTS[options["output"]],
+        output=options["output"],
         colormap=options["colormap"],
         scale=options["scale"],
         max_side=options.get("max_side"),
+        limits=limits,
     )
 
 
 def video_result_name(options: dict[str, Any]) -> str:
-    return "result.mkv" if VIDEO_OUTPUTS.get(options["output"]) == "depth16" else "result.mp4"
+    return "result" + VIDEO_SUFFIX[options["output"]]
 
 
 def run_video(
@@ -294,7 +294,7 @@ def run_video(
     source = folder / record["inputs"][0]["file"]
     target = folder / video_result_name(record["options"])
     try:
-        options = video_options(record["options"])
+        options = video_options(record["options"], context.video)
         options.validate()
     except ValueError as exc:
         raise JobInputError(str(exc)) from exc

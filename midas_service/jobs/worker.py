@@ -25,10 +25,10 @@ import time
 from typing import Any
 
 from midas_service.answer import InputLimits
-from midas_service.config import ConfigError, Settings
+from midas_service.config import JobSettings, Settings
 from midas_service.jobs import stats, tasks
-from midas_service.jobs.config import JobSettings
 from midas_service.jobs.store import JobStore
+from midas_service.loading import load_model
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,6 @@ def make_exception_handler(settings: JobSettings, redis: Any):
         return True
 
     return handle
-
-
-def load_estimator(settings: Settings) -> Any:
-    """The model exactly as a web worker loads it (``ModelRuntime``): backend, precision and
-    its deviation bound, threads and core sharing, the untrained policy, the warm-up."""
-    from midas_service.inference.runtime import ModelRuntime
-
-    runtime = ModelRuntime(settings)
-    runtime.load()
-    if runtime.error:
-        raise RuntimeError(runtime.error)
-    return runtime.estimator
 
 
 def build_worker(settings: JobSettings, redis: Any, handler: Any, name: str | None) -> Any:
@@ -194,31 +182,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
 
 
-def run_worker(args: argparse.Namespace) -> int:
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from redis import Redis
 
     from midas_service.logs import configure_logging
 
-    try:
-        settings = Settings.from_env()
-        jobs = JobSettings.from_env()
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
     configure_logging(settings.log_level)
+    jobs = settings.jobs
     if not jobs.redis_url:
         log.error("the worker needs REDIS_URL (the queue's Redis)")
         return 2
     try:
-        estimator = load_estimator(settings)
+        estimator = load_model(settings).estimator
     except Exception as exc:
-        log.error("%s", exc)  # already says the model failed to load
+        log.error("model failed to load: %s", exc)
         return 2
     store = JobStore(jobs.directory, jobs.max_store_bytes, jobs.ttl_s)
     store.ensure()
     redis = Redis.from_url(jobs.redis_url, socket_connect_timeout=5, health_check_interval=10)
     limits = InputLimits(settings.max_upload_bytes, settings.max_pixels)
-    tasks.configure(tasks.Context(jobs, store, estimator, limits, redis))
+    tasks.configure(tasks.Context(jobs, store, estimator, limits, redis, settings.video))
     handler = make_exception_handler(jobs, redis)
     worker = build_worker(jobs, redis, handler, args.name)
     keeper = Keeper(worker, jobs, store, handler)

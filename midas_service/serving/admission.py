@@ -16,15 +16,11 @@ import threading
 import time
 from collections import deque
 
+from midas_service.errors import ClientGone, Overloaded
+
+__all__ = ["ClientGone", "ComputeTurns", "Overloaded"]
+
 _thread = threading.local()
-
-
-class Overloaded(Exception):
-    """No compute turn for this request within the bounds: answer 503 with Retry-After."""
-
-
-class ClientGone(Exception):
-    """The client closed its connection while waiting: its answer would go nowhere."""
 
 
 def note_queued(seconds: float) -> None:

@@ -4,7 +4,7 @@ gthread rather than sync: its main thread accepts connections as they come and h
 a few request threads, so waiting happens inside the process where it can be measured and
 bounded (``midas_service.serving.admission``), and probes are answered while a request computes.
 Only one request per worker computes at a time (the compute turn), and inference itself runs
-on one dedicated thread (``inference.runtime``), so MIDAS_THREADS still means what it says.
+on one dedicated thread (``loading.WorkerEngine``), so MIDAS_THREADS still means what it says.
 
 Additions to Gunicorn's ThreadWorker:
 - the time each request spent in the thread-pool queue is handed to the admission check;

@@ -25,7 +25,6 @@ import numpy as np
 from midas_service.images import visualize
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.errors import TruncatedVideo, VideoError
-from midas_service.video.limits import VideoLimits
 from midas_service.video.options import VideoOptions
 from midas_service.video.reader import AudioSource, DecodedFrame, VideoInfo, VideoReader
 from midas_service.video.scale import DepthSpill, RunningRange, check_spill_room
@@ -120,7 +119,7 @@ class _Conversion:
         progress: Progress | None,
     ) -> None:
         self.src, self.tmp, self.estimator, self.options = src, tmp, estimator, options
-        self.limits = options.limits or VideoLimits.from_env()
+        self.limits = options.limits
         self.progress = progress or (lambda done, total: None)
         self.timers = {"decode": Timer(), "infer": Timer(), "encode": Timer()}
         self.done = 0
@@ -248,7 +247,7 @@ class _Conversion:
             total = 2 * len(timestamps)
             rng = spill.range
             end = end_pts(info, last)
-            if self.options.output == "depth16":
+            if self.options.output == "depth":
                 audio = self.write_depth16(info, spill, timestamps, end, total)
             elif self.options.output == "side":
                 audio = self.write_side(spill, timestamps, end, total, rng)
@@ -274,7 +273,7 @@ class _Conversion:
             sink.cancel()
             writer.abort()
             raise
-        return "not kept (depth16 holds depth only)"
+        return "not kept (a depth video holds depth only)"
 
     def write_heatmap(
         self,

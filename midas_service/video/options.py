@@ -1,40 +1,36 @@
-"""What a video conversion makes; no heavy imports, so the CLI parser can use it."""
+"""What a video conversion makes; checked by the option declarations of midas_service.options."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from midas_service.images import visualize
-from midas_service.video.limits import VideoLimits
+from midas_service import options
+from midas_service.config import VideoLimits
+from midas_service.images.colormap_names import DEFAULT_COLORMAP
 
-SCALES = ("clip", "running", "frame")
 RUNNING_MOMENTUM = 0.9  # weight of the past per frame: about 10 frames to follow a change
-OUTPUTS = ("heatmap", "side", "depth16")
-OUTPUT_SUFFIX = {"heatmap": ".mp4", "side": ".mp4", "depth16": ".mkv"}
 
 
 @dataclass(frozen=True)
 class VideoOptions:
     """What to make. ``max_side`` downscales frames (longer side, pixels) before the model."""
 
-    output: str = "heatmap"  # heatmap | side | depth16
-    colormap: str = visualize.DEFAULT_COLORMAP
-    scale: str = "clip"  # clip | running | frame
+    output: str = "heatmap"  # heatmap | side | depth (options.VIDEO_OUTPUT)
+    colormap: str = DEFAULT_COLORMAP
+    scale: str = "clip"  # clip | running | frame (options.SCALE)
     max_side: int | None = None
     momentum: float = RUNNING_MOMENTUM  # `running` only
     overlap: bool = True  # decode and encode in their own threads, beside inference
-    limits: VideoLimits | None = None  # None: VideoLimits.from_env()
+    limits: VideoLimits = field(default_factory=VideoLimits)  # settings.video
+
+    @property
+    def suffix(self) -> str:
+        return options.VIDEO_SUFFIX[self.output]
 
     def validate(self) -> None:
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.output!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {self.scale!r}")
-        if self.colormap not in visualize.COLORMAPS:
-            raise ValueError(f"unknown colormap {self.colormap!r}")
-        if self.output == "depth16" and self.scale != "clip":
-            raise ValueError(
-                "depth16 is quantised with one range for the whole clip: use --scale clip"
-            )
-        if self.max_side is not None and self.max_side < 32:
-            raise ValueError("max_side must be at least 32 pixels")
+        """BadParameter (a ValueError) as /jobs and the command give it for these values."""
+        given = {"output": [self.output], "colormap": [self.colormap], "scale": [self.scale]}
+        if self.max_side is not None:
+            given["max_side"] = [str(self.max_side)]
+        accepted = options.video_accepted(self.limits.max_side)
+        options.video_options(options.parse(given, accepted), self.colormap)

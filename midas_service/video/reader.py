@@ -20,6 +20,7 @@ import av.error
 import cv2
 import numpy as np
 
+from midas_service.config import VideoLimits
 from midas_service.video.errors import (
     NoFrames,
     NotAVideo,
@@ -28,7 +29,6 @@ from midas_service.video.errors import (
     VideoTooLarge,
     VideoTooLong,
 )
-from midas_service.video.limits import VideoLimits
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class VideoReader:
         self, path: Path, limits: VideoLimits | None = None, max_side: int | None = None
     ) -> None:
         self.path = Path(path)
-        self.limits = limits or VideoLimits.from_env()
+        self.limits = limits or VideoLimits()
         self.max_side = max_side
         self.container = open_container(self.path)
         try:

@@ -7,16 +7,15 @@ import os
 import re
 import time
 import uuid
-from pathlib import Path
 
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from midas_service.config import Settings
-from midas_service.inference.runtime import ModelRuntime
-from midas_service.jobs.config import JobSettings
+from midas_service import assets
+from midas_service.config import JobSettings, Settings
 from midas_service.logs import configure_logging
 from midas_service.serving import lifecycle
+from midas_service.serving.runtime import ModelRuntime
 from midas_service.web import metrics, overload
 from midas_service.web.api import api
 from midas_service.web.cache import open_store
@@ -26,8 +25,6 @@ from midas_service.web.page import page
 from midas_service.web.security import install_security
 from midas_service.web.unread_body import DiscardUnreadBody
 
-PACKAGE = Path(__file__).resolve().parent.parent
-SOURCE_TREE = PACKAGE.parent  # templates/ and static/ sit at the top of the repository
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger(__name__)
 
@@ -37,13 +34,13 @@ def create_app(
 ) -> Flask:
     """Build the app. With ``load_model`` the model loads on a background thread right away,
     so call this in the process that serves (a Gunicorn worker, after fork). ``jobs``: the
-    /jobs settings (default: from the environment)."""
+    /jobs settings (default: ``settings.jobs``)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(
         __name__,
-        template_folder=str(asset_folder("templates")),
-        static_folder=str(asset_folder("static")),
+        template_folder=str(assets.folder("templates")),
+        static_folder=str(assets.folder("static")),
     )
     app.config.update(
         MIDAS_SETTINGS=settings,
@@ -85,12 +82,6 @@ def create_app(
     if load_model:
         runtime.start()
     return app
-
-
-def asset_folder(name: str) -> Path:
-    """``templates`` or ``static``: package data when installed, else the source tree's."""
-    installed = PACKAGE / name
-    return installed if installed.is_dir() else SOURCE_TREE / name
 
 
 def _install_request_hooks(app: Flask) -> None:

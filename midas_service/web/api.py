@@ -10,8 +10,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from midas_service import answer as answers
 from midas_service.answer import Answer
 from midas_service.images.outputs import FORMATS, RenderOptions
-from midas_service.inference.runtime import ModelRuntime
 from midas_service.serving import lifecycle
+from midas_service.serving.runtime import ModelRuntime
 from midas_service.web import metrics, overload
 from midas_service.web.cache import CacheUnavailable, Entry, engine_identity, result_key
 from midas_service.web.openapi import openapi_document
@@ -127,7 +127,10 @@ def readyz() -> Response:
 
 @api.get("/metrics")
 def prometheus_metrics() -> Response:
-    body, content_type = metrics.render(current_app.extensions.get("midas_collectors", ()))
+    body, content_type = metrics.render(
+        current_app.config["MIDAS_SETTINGS"].metrics_dir,
+        current_app.extensions.get("midas_collectors", ()),
+    )
     return Response(body, content_type=content_type)
 
 

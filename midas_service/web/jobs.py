@@ -22,41 +22,29 @@ from flask import (
     url_for,
 )
 
-from midas_service.config import Settings
-from midas_service.images.outputs import KINDS
+from midas_service import options
+from midas_service.config import JobSettings, Settings
+from midas_service.errors import (
+    BadArchive,
+    BadParameter,
+    JobNotFinished,
+    JobNotFound,
+    MissingFile,
+    TooLarge,
+)
 from midas_service.jobs import archive
-from midas_service.jobs.config import JobSettings
-from midas_service.jobs.queue import JobQueue, JobsUnavailable, new_job_id, owner_of
+from midas_service.jobs.queue import JobQueue, new_job_id, owner_of
 from midas_service.jobs.stats import JobsCollector
-from midas_service.jobs.store import JobStore, NoSuchJob, QuotaExceeded, Upload, is_expired
-from midas_service.jobs.tasks import VIDEO_OUTPUTS, VIDEO_SCALES, input_type, video_result_name
-from midas_service.web.errors import ApiError, BadParameter, error_response
+from midas_service.jobs.store import JobStore, NoSuchJob, Upload, is_expired
+from midas_service.jobs.tasks import input_type, video_result_name
 from midas_service.web.security import InMemoryRequest, presented_key
-from midas_service.web.upload import _choice, read_colormap
+from midas_service.web.upload import given
 
 log = logging.getLogger(__name__)
 
 jobs = Blueprint("jobs", __name__)
-PARAMETERS = ("output", "format", "colormap", "scale", "max_side")
-RETRY_AFTER_S = "5"
 MULTIPART_SLACK = 64 * 1024
 MEDIA = {".zip": "application/zip", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
-
-
-class MissingFile(ApiError):
-    code = "missing_file"
-
-
-class BadArchive(ApiError):
-    code = "bad_archive"
-
-
-class JobNotFound(ApiError):
-    code = "job_not_found"
-
-
-class JobNotFinished(ApiError):
-    code = "job_not_finished"
 
 
 class JobsRequest(InMemoryRequest):
@@ -86,8 +74,8 @@ class Jobs:
 
 
 def install_jobs(app: Flask, settings: Settings, job_settings: JobSettings | None = None) -> None:
-    """Register the routes, their errors and their metrics (call after install_security)."""
-    job_settings = job_settings or JobSettings.from_env()
+    """Register the routes and their metrics (call after install_security)."""
+    job_settings = job_settings or settings.jobs
     state = Jobs(job_settings)
     app.extensions["midas_jobs"] = state
     app.request_class = JobsRequest
@@ -95,17 +83,6 @@ def install_jobs(app: Flask, settings: Settings, job_settings: JobSettings | Non
     if state.queue.redis is not None:
         collector = JobsCollector(lambda: state.queue.queue, state.queue.redis, job_settings.prefix)
         app.extensions.setdefault("midas_collectors", []).append(collector)
-
-    @app.errorhandler(JobsUnavailable)
-    def unavailable(exc: JobsUnavailable) -> Response:
-        log.warning("jobs unavailable: %s", exc)
-        response = error_response("jobs_unavailable", str(exc))
-        response.headers["Retry-After"] = RETRY_AFTER_S
-        return response
-
-    @app.errorhandler(QuotaExceeded)
-    def full(exc: QuotaExceeded) -> Response:
-        return error_response("quota_exceeded", str(exc))
 
 
 def state() -> Jobs:
@@ -121,43 +98,15 @@ def allow_large_uploads() -> Response | None:
     limit = state().settings.max_upload_bytes
     request.max_content_length = limit + MULTIPART_SLACK
     if request.method == "POST" and (request.content_length or 0) > limit + MULTIPART_SLACK:
-        return error_response(
-            "too_large",
+        raise TooLarge(
             f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
-            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)",
+            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)"
         )
     return None
 
 
-def read_job_options(req: Request, kind: str, default_colormap: str) -> dict[str, Any]:
-    unknown = sorted((set(req.args) | set(req.form)) - set(PARAMETERS))
-    if unknown:
-        raise BadParameter(
-            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(PARAMETERS)}"
-        )
-    colormap = read_colormap(req, default_colormap)
-    given = set(req.args) | set(req.form)
-    if kind == "photos":
-        if given & {"scale", "max_side"}:
-            raise BadParameter("scale and max_side apply to a video, not to photos")
-        output = _choice(req, "output", tuple(KINDS), "heatmap")
-        fmt = _choice(req, "format", KINDS[output].formats, KINDS[output].default_format)
-        return {"output": output, "format": fmt, "colormap": colormap}
-    if "format" in given:
-        raise BadParameter("format applies to photos; a video's output decides its container")
-    output = _choice(req, "output", tuple(VIDEO_OUTPUTS), "heatmap")
-    scale = _choice(req, "scale", VIDEO_SCALES, "clip")
-    if VIDEO_OUTPUTS[output] == "depth16" and scale != "clip":
-        raise BadParameter("output=depth is quantised with one range for the clip: use scale=clip")
-    max_side = None
-    raw = (req.args.get("max_side") or req.form.get("max_side") or "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 32:
-            raise BadParameter(
-                f"max_side must be a whole number of pixels, at least 32; got {raw!r}"
-            )
-        max_side = int(raw)
-    return {"output": output, "colormap": colormap, "scale": scale, "max_side": max_side}
+def read_job_options(req: Request, kind: str, settings: Settings) -> dict[str, Any]:
+    return options.job_options(given(req), kind, settings.colormap, settings.video.max_side)
 
 
 def read_uploads(store: JobStore, limits: archive.ArchiveLimits) -> tuple[str, list[Upload], int]:
@@ -220,9 +169,9 @@ def submit() -> Response:
         settings.max_upload_bytes,
     )
     kind, uploads, entries = read_uploads(jobs_state.store, limits)
-    options = read_job_options(request, kind, settings.colormap)
+    job_options = read_job_options(request, kind, settings)
     job_id, owner = new_job_id(), current_owner()
-    jobs_state.store.create(job_id, owner, kind, options, uploads)
+    jobs_state.store.create(job_id, owner, kind, job_options, uploads)
     try:
         jobs_state.queue.enqueue(job_id, owner, kind, entries if kind == "photos" else None)
     except BaseException:
@@ -293,169 +242,3 @@ def cancel(job_id: str) -> Response:
     jobs_state.queue.call(job.delete)
     jobs_state.store.remove(job_id)
     return Response(status=204)
-
-
-def openapi_paths(settings: JobSettings) -> dict[str, Any]:
-    """The /jobs part of the OpenAPI document."""
-    from midas_service.images.outputs import FORMATS
-    from midas_service.images.visualize import COLORMAPS
-
-    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": description,
-        }
-
-    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    status_schema = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "kind": {"type": "string", "enum": ["photos", "video"]},
-            "status": {
-                "type": "string",
-                "enum": ["queued", "started", "finished", "failed", "canceled"],
-            },
-            "progress": {
-                "type": "object",
-                "properties": {"done": {"type": "integer"}, "total": {"type": ["integer", "null"]}},
-            },
-            "eta_s": {"type": ["number", "null"]},
-            "error": {"type": ["string", "null"]},
-            "attempts": {"type": "integer"},
-            "summary": {"type": "object"},
-            "status_url": {"type": "string"},
-            "result_url": {"type": "string"},
-            "created": {"type": "number"},
-            "expires": {"type": "number"},
-        },
-    }
-    error = {"$ref": "#/components/schemas/Error"}
-
-    def errors(*codes: str) -> dict[str, Any]:
-        from midas_service.web.errors import ERROR_CODES
-
-        by_status: dict[str, list[str]] = {}
-        for code in codes:
-            by_status.setdefault(str(ERROR_CODES[code].status), []).append(
-                f"`{code}`: {ERROR_CODES[code].meaning}"
-            )
-        return {
-            status: {
-                "description": "; ".join(lines),
-                "content": {"application/json": {"schema": error}},
-            }
-            for status, lines in sorted(by_status.items())
-        }
-
-    return {
-        "/jobs": {
-            "post": {
-                "summary": "Submit a video, a zip of photos, or photos as a job",
-                "parameters": [
-                    query(
-                        "output",
-                        {"type": "string", "enum": list(KINDS), "default": "heatmap"},
-                        "as for /predict; a video takes heatmap, side or depth (16-bit FFV1)",
-                    ),
-                    query(
-                        "format",
-                        {"type": "string", "enum": sorted(FORMATS)},
-                        "photos only: as for /predict",
-                    ),
-                    query(
-                        "colormap", {"type": "string", "enum": list(COLORMAPS)}, "heatmap colours"
-                    ),
-                    query(
-                        "scale",
-                        {"type": "string", "enum": list(VIDEO_SCALES), "default": "clip"},
-                        "video only: one depth range for the clip, a running one, or per frame",
-                    ),
-                    query(
-                        "max_side",
-                        {"type": "integer", "minimum": 32},
-                        "video only: downscale frames to this longer side first",
-                    ),
-                ],
-                "requestBody": {
-                    "required": True,
-                    "description": f"one or more multipart fields `file`; at most "
-                    f"{settings.max_upload_mb:g} MB in all",
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["file"],
-                                "properties": {
-                                    "file": {
-                                        "type": "array",
-                                        "items": {"type": "string", "format": "binary"},
-                                    }
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "202": {
-                        "description": "queued; `Location` is the status URL",
-                        "headers": {"Location": {"schema": {"type": "string"}}},
-                        "content": {"application/json": {"schema": status_schema}},
-                    },
-                    **errors(
-                        "bad_parameter",
-                        "missing_file",
-                        "bad_archive",
-                        "too_large",
-                        "quota_exceeded",
-                        "jobs_unavailable",
-                    ),
-                },
-            }
-        },
-        "/jobs/{job_id}": {
-            "get": {
-                "summary": "A job's status and progress",
-                "parameters": [job_id],
-                "responses": {
-                    "200": {
-                        "description": "the status",
-                        "content": {"application/json": {"schema": status_schema}},
-                    },
-                    **errors("job_not_found", "jobs_unavailable"),
-                },
-            },
-            "delete": {
-                "summary": "Cancel a queued or running job (202), or remove a finished one (204)",
-                "parameters": [job_id],
-                "responses": {
-                    "202": {
-                        "description": "cancel requested",
-                        "content": {"application/json": {"schema": status_schema}},
-                    },
-                    "204": {"description": "removed with its files"},
-                    **errors("job_not_found", "jobs_unavailable"),
-                },
-            },
-        },
-        "/jobs/{job_id}/result": {
-            "get": {
-                "summary": "The result: a zip of /predict's outputs per photo (and report.json), "
-                "or the video",
-                "parameters": [job_id],
-                "responses": {
-                    "200": {
-                        "description": "the result",
-                        "content": {
-                            m: {"schema": {"type": "string", "format": "binary"}}
-                            for m in MEDIA.values()
-                        },
-                    },
-                    **errors("job_not_found", "job_not_finished", "jobs_unavailable"),
-                },
-            }
-        },
-    }

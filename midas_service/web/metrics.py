@@ -1,13 +1,14 @@
 """Prometheus metrics; multiprocess mode under Gunicorn so /metrics sums every worker.
 
-Multiprocess mode is on when PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py sets and cleans
-it); without it (tests, `flask run`) the process registry is used.
+Multiprocess mode is on when PROMETHEUS_MULTIPROC_DIR is set (``Settings.metrics_dir``;
+gunicorn.conf.py sets and cleans it); without it (tests, `flask run`) the process registry
+is used.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,12 +48,12 @@ IN_FLIGHT = Gauge(
 )
 
 
-def render(extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
+def render(multiprocess_dir: Path | None, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
     """The exposition text of every worker (multiprocess) or of this process, then that of
     ``extra`` collectors (read at scrape time, e.g. the job queue's in Redis)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_dir is not None:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))
         body = generate_latest(registry)
     else:
         from prometheus_client import REGISTRY

@@ -1,17 +1,18 @@
-"""OpenAPI 3.1 description of the API, built from the same constants the handlers validate with."""
+"""OpenAPI 3.1 description of the API, built from the option declarations (options.py), the
+error classes (errors.py) and the output table (images/outputs.py) the handlers use."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from midas_service.config import Settings
-from midas_service.geometry.camera import DEFAULT_FOV_DEG
-from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
-from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, MIN_GRID_SIDE
+from midas_service import options
+from midas_service.config import JobSettings, Settings
+from midas_service.errors import ERROR_CODES
 from midas_service.images.outputs import FORMATS, KINDS
-from midas_service.images.visualize import COLORMAPS
-from midas_service.jobs.config import JobSettings
-from midas_service.web.errors import ERROR_CODES
+from midas_service.options import Option
+
+# A job's result: a zip of per-photo answers, or the video.
+JOB_MEDIA = ("application/zip", "video/mp4", "video/x-matroska")
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -45,69 +46,61 @@ def error_responses() -> dict[str, dict[str, object]]:
     return {str(status): _error("; ".join(lines)) for status, lines in sorted(by_status.items())}
 
 
-def _query(name: str, choices: list[str], default: str, description: str) -> dict[str, object]:
+def query_parameter(option: Option, description: str = "") -> dict[str, object]:
     return {
-        "name": name,
+        "name": option.name,
         "in": "query",
         "required": False,
-        "description": description,
-        "schema": {"type": "string", "enum": choices, "default": default},
+        "description": description or option.meaning,
+        "schema": option.schema(),
     }
 
 
-def _number(name: str, schema: dict[str, object], description: str) -> dict[str, object]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def view_parameters() -> list[dict[str, object]]:
-    """The 3D parameters; refused with any output that is not 3D."""
-    three_d = " and ".join(name for name, kind in KINDS.items() if kind.geometry)
-    only = f"Only with output={three_d}."
-    return [
-        _number(
-            "fov",
-            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 180},
-            f"horizontal angle of view in degrees; default: from EXIF FocalLengthIn35mmFilm, "
-            f"else {DEFAULT_FOV_DEG:g}. {only}",
-        ),
-        _number(
-            "near",
-            {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_NEAR},
-            f"depth given to the nearest point of the map. {only}",
-        ),
-        _number(
-            "far",
-            {"type": "number", "default": DEFAULT_FAR},
-            f"depth given to the farthest point; must exceed near. {only}",
-        ),
-        _number(
-            "max_side",
-            {
-                "type": "integer",
-                "minimum": MIN_GRID_SIDE,
-                "maximum": MAX_GRID_SIDE,
-                "default": DEFAULT_MAX_SIDE,
-            },
-            f"most vertices per side of the grid. {only}",
-        ),
-    ]
-
-
-def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dict[str, object]:
-    binary = {"type": "string", "format": "binary"}
-    media = sorted({fmt.media_type for fmt in FORMATS.values()})
-    formats = sorted(FORMATS)
+def predict_parameters(settings: Settings) -> list[dict[str, object]]:
+    """/predict's options, from their declarations (midas_service/options.py)."""
     per_kind = "; ".join(
         f"{kind.name}: {kind.default_format} (default)"
         + "".join(f", {fmt}" for fmt in kind.formats[1:])
         for kind in KINDS.values()
     )
+    described = {"format": per_kind}
+    only = f" Only with output={' and '.join(options.THREE_D)}."
+    parameters = []
+    for option in options.PREDICT:
+        text = described.get(option.name, option.meaning)
+        parameter = query_parameter(option, text + (only if option in options.VIEW else ""))
+        if option is options.COLORMAP:
+            parameter["schema"] = {**option.schema(), "default": settings.colormap}
+        parameters.append(parameter)
+    return parameters
+
+
+def job_parameters(most_frame_side: int) -> list[dict[str, object]]:
+    """/jobs' options: a photo's (as for /predict) and a video's, from their declarations."""
+    photo = {option.name: option for option in options.PHOTO_JOB}
+    video = {option.name: option for option in options.video_accepted(most_frame_side)}
+    parameters = []
+    for name in options.JOB_NAMES:
+        if name in photo and name in video and photo[name] != video[name]:
+            text = f"photos: as for /predict; a video: {', '.join(video[name].choices)}"
+            parameter = query_parameter(photo[name], text)
+            parameter["schema"] = {
+                "type": "string",
+                "enum": list(dict.fromkeys([*photo[name].choices, *video[name].choices])),
+            }
+        elif name in photo and name in video:
+            parameter = query_parameter(photo[name])
+        elif name in photo:
+            parameter = query_parameter(photo[name], f"photos only: {photo[name].meaning}")
+        else:
+            parameter = query_parameter(video[name], f"video only: {video[name].meaning}")
+        parameters.append(parameter)
+    return parameters
+
+
+def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dict[str, object]:
+    binary = {"type": "string", "format": "binary"}
+    media = sorted({fmt.media_type for fmt in FORMATS.values()})
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -120,15 +113,7 @@ def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dic
                 "post": {
                     "summary": "Depth map of one photo",
                     "parameters": [
-                        _query("output", list(KINDS), "heatmap", "what to return"),
-                        _query(
-                            "format",
-                            formats,
-                            "jpeg",
-                            per_kind,
-                        ),
-                        _query("colormap", list(COLORMAPS), settings.colormap, "heatmap colours"),
-                        *view_parameters(),
+                        *predict_parameters(settings),
                         {
                             "name": "X-Request-ID",
                             "in": "header",
@@ -183,9 +168,7 @@ def openapi_document(settings: Settings, jobs: JobSettings | None = None) -> dic
         "components": {"schemas": {"Error": ERROR_SCHEMA}},
     }
     if jobs is not None:
-        from midas_service.web.jobs import openapi_paths
-
-        document["paths"].update(openapi_paths(jobs))
+        document["paths"].update(jobs_paths(settings, jobs))
     if settings.api_keys:
         _require_keys(document, settings.metrics_public)
     return document
@@ -208,3 +191,130 @@ def _require_keys(document: dict[str, Any], metrics_public: bool) -> None:
         operation = document["paths"][path][method]
         operation["security"] = [{"bearer": []}, {"apiKey": []}]
         operation["responses"]["401"] = _error("missing or invalid API key")
+
+
+def jobs_paths(settings: Settings, jobs: JobSettings) -> dict[str, Any]:
+    """The /jobs part of the document."""
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    status_schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["photos", "video"]},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "started", "finished", "failed", "canceled"],
+            },
+            "progress": {
+                "type": "object",
+                "properties": {"done": {"type": "integer"}, "total": {"type": ["integer", "null"]}},
+            },
+            "eta_s": {"type": ["number", "null"]},
+            "error": {"type": ["string", "null"]},
+            "attempts": {"type": "integer"},
+            "summary": {"type": "object"},
+            "status_url": {"type": "string"},
+            "result_url": {"type": "string"},
+            "created": {"type": "number"},
+            "expires": {"type": "number"},
+        },
+    }
+    error = {"$ref": "#/components/schemas/Error"}
+
+    def errors(*codes: str) -> dict[str, Any]:
+        by_status: dict[str, list[str]] = {}
+        for code in codes:
+            by_status.setdefault(str(ERROR_CODES[code].status), []).append(
+                f"`{code}`: {ERROR_CODES[code].meaning}"
+            )
+        return {
+            status: {
+                "description": "; ".join(lines),
+                "content": {"application/json": {"schema": error}},
+            }
+            for status, lines in sorted(by_status.items())
+        }
+
+    return {
+        "/jobs": {
+            "post": {
+                "summary": "Submit a video, a zip of photos, or photos as a job",
+                "parameters": job_parameters(settings.video.max_side),
+                "requestBody": {
+                    "required": True,
+                    "description": f"one or more multipart fields `file`; at most "
+                    f"{jobs.max_upload_mb:g} MB in all",
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "queued; `Location` is the status URL",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    **errors(
+                        "bad_parameter",
+                        "missing_file",
+                        "bad_archive",
+                        "too_large",
+                        "quota_exceeded",
+                        "jobs_unavailable",
+                    ),
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "A job's status and progress",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {
+                        "description": "the status",
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    **errors("job_not_found", "jobs_unavailable"),
+                },
+            },
+            "delete": {
+                "summary": "Cancel a queued or running job (202), or remove a finished one (204)",
+                "parameters": [job_id],
+                "responses": {
+                    "202": {
+                        "description": "cancel requested",
+                        "content": {"application/json": {"schema": status_schema}},
+                    },
+                    "204": {"description": "removed with its files"},
+                    **errors("job_not_found", "jobs_unavailable"),
+                },
+            },
+        },
+        "/jobs/{job_id}/result": {
+            "get": {
+                "summary": "The result: a zip of /predict's outputs per photo (and report.json), "
+                "or the video",
+                "parameters": [job_id],
+                "responses": {
+                    "200": {
+                        "description": "the result",
+                        "content": {
+                            m: {"schema": {"type": "string", "format": "binary"}} for m in JOB_MEDIA
+                        },
+                    },
+                    **errors("job_not_found", "job_not_finished", "jobs_unavailable"),
+                },
+            }
+        },
+    }

@@ -29,7 +29,7 @@ from typing import IO
 from flask import Flask, Request, Response, request
 
 from midas_service.config import Settings
-from midas_service.web.errors import ApiError, error_response
+from midas_service.errors import NotFound, Unauthorized
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -64,12 +64,6 @@ class InMemoryRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         return io.BytesIO()
-
-
-class NotFound(ApiError):
-    """Answered as the app's JSON 404, as for any path that does not exist."""
-
-    code = "not_found"
 
 
 def is_public() -> bool:
@@ -122,17 +116,15 @@ def install_security(app: Flask, settings: Settings) -> None:
         given = presented_key()
         if given is not None and key_is_valid(given, keys):
             return None
-        response = error_response(
-            "unauthorized",
-            "this endpoint needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
-            if given is None
-            else "the API key is not valid",
-        )
         challenge = 'Bearer realm="midas"'
         if given is not None:
             challenge += ', error="invalid_token"'
-        response.headers["WWW-Authenticate"] = challenge
-        return response
+        raise Unauthorized(
+            "this endpoint needs an API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            if given is None
+            else "the API key is not valid",
+            headers={"WWW-Authenticate": challenge},
+        )
 
     @app.after_request
     def add_headers(response: Response) -> Response:

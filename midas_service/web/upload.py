@@ -1,102 +1,33 @@
-"""Reading one /predict request: the image bytes and the validated output options."""
+"""Reading one /predict request: the image bytes and the validated options."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
-
 from flask import Request
 
-from midas_service.geometry import view
-from midas_service.images.outputs import KINDS, RenderOptions
-from midas_service.images.visualize import COLORMAPS
-from midas_service.web.errors import BadParameter, MissingImage, UnsupportedMediaType
+from midas_service import options
+from midas_service.errors import BadParameter, MissingImage, UnsupportedMediaType
+from midas_service.images.outputs import RenderOptions
 
 RAW_BODY_TYPES = ("application/octet-stream",)
-PARAMETERS = ("output", "format", "colormap")
-ALL_PARAMETERS = PARAMETERS + view.PARAMETERS  # the 3D ones only with a 3D output
 
 
-def _given(request: Request, name: str) -> str | None:
-    given = request.args.getlist(name) + request.form.getlist(name)
-    if len(given) > 1:
-        raise BadParameter(f"{name} is given {len(given)} times; send it once")
-    return given[0].strip() if given and given[0].strip() else None
-
-
-def _choice(request: Request, name: str, choices: tuple[str, ...], default: str) -> str:
-    value = _given(request, name) or default
-    value = value.strip().lower()
-    if value not in choices:
-        raise BadParameter(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _number(request: Request, name: str, default: float | None) -> float | None:
-    value = _given(request, name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadParameter(f"{name} must be a number; got {value!r}") from None
-    if not math.isfinite(number):
-        raise BadParameter(f"{name} must be a finite number; got {value!r}")
-    return number
-
-
-def _whole(request: Request, name: str, default: int) -> int:
-    value = _given(request, name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadParameter(f"{name} must be a whole number; got {value!r}") from None
+def given(request: Request) -> dict[str, list[str]]:
+    """Each option name of the query and the form with its raw values, for options.parse."""
+    names = dict.fromkeys([*request.args, *request.form])
+    return {name: request.args.getlist(name) + request.form.getlist(name) for name in names}
 
 
 def read_options(request: Request, default_colormap: str) -> RenderOptions:
-    """Validated options; unknown names are refused rather than silently ignored, and so are
-    the 3D parameters with an output that has no use for them."""
-    names = set(request.args) | set(request.form)
-    unknown = sorted(names - set(ALL_PARAMETERS))
-    if unknown:
-        raise BadParameter(
-            f"unknown parameter {', '.join(unknown)}; accepted: {', '.join(ALL_PARAMETERS)}"
-        )
-    output = _choice(request, "output", tuple(KINDS), "heatmap")
-    kind = KINDS[output]
-    fmt = _choice(request, "format", kind.formats, kind.default_format)
-    options = RenderOptions(output, fmt, read_colormap(request, default_colormap))
-    if not kind.geometry:
-        irrelevant = sorted(names & set(view.PARAMETERS))
-        if irrelevant:
-            three_d = " or ".join(name for name, k in KINDS.items() if k.geometry)
-            raise BadParameter(
-                f"{', '.join(irrelevant)} only apply to output={three_d}; "
-                f"output={output} takes {', '.join(PARAMETERS)}"
-            )
-        return options
-    return read_view(request, options)
-
-
-def read_view(request: Request, options: RenderOptions) -> RenderOptions:
-    """The 3D parameters (fov, near, far, max_side), each checked against its range."""
-    fov = _number(request, "fov", options.fov)
-    near = _number(request, "near", options.near)
-    far = _number(request, "far", options.far)
-    max_side = _whole(request, "max_side", options.max_side)
-    assert near is not None and far is not None
-    try:
-        view.check_view(fov, near, far, max_side)
-    except view.BadView as exc:
-        raise BadParameter(str(exc)) from None
-    return replace(options, fov=fov, near=near, far=far, max_side=max_side)
+    """The /predict options, declared in ``midas_service.options``: unknown, repeated or
+    out-of-range ones are refused, and so are the 3D ones with an output that has no use."""
+    values = options.photo_options(options.parse(given(request), options.PREDICT), default_colormap)
+    return RenderOptions(**values)
 
 
 def read_colormap(request: Request, default: str) -> str:
-    """The ``colormap`` parameter, validated the same way for /predict and the upload page."""
-    return _choice(request, "colormap", tuple(COLORMAPS), default)
+    """The ``colormap`` option alone (the page's form), validated as /predict validates it."""
+    raw = {"colormap": given(request).get("colormap", [])}
+    return options.parse(raw, (options.COLORMAP,)).get("colormap", default)
 
 
 def read_image_bytes(request: Request) -> bytes:
