@@ -33,14 +33,13 @@ ARG MIDAS_WEIGHTS=official
 COPY requirements-export.txt ./
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements-export.txt
 COPY midas_service/ midas_service/
-COPY scripts/ scripts/
 RUN case "$MIDAS_WEIGHTS" in \
       official) source_flag="" ;; \
       random) source_flag="--random-weights" ;; \
       *) echo "MIDAS_WEIGHTS must be 'official' or 'random', got '$MIDAS_WEIGHTS'" >&2; exit 2 ;; \
     esac \
  && MIDAS_CACHE_DIR=/tmp/midas-cache \
-    python scripts/export_torchscript.py --output /models/midas_small.pt $source_flag \
+    python -m midas_service export --output /models/midas_small.pt $source_flag \
  && test -s /models/midas_small.pt && test -s /models/midas_small.onnx \
  && rm -rf /tmp/midas-cache
 

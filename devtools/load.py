@@ -1,4 +1,4 @@
-"""Load for the overload, stop and reload tests and scripts/overload_drill.py, each outcome sorted.
+"""Load for the overload, stop and reload tests and devtools/overload_drill.py, each outcome sorted.
 
 One plain HTTP/1.1 connection per request (like nginx to Gunicorn), so every failure is
 attributed exactly:

@@ -10,19 +10,20 @@ from pathlib import Path
 import cv2
 
 ROOT = Path(__file__).resolve().parent.parent
+EXPORT = (sys.executable, "-m", "midas_service", "export")  # run with cwd=ROOT
 
 
 def export_model(output: Path, *source: str, quiet: bool = False) -> Path:
-    """Run the real export script (``source``: ``--weights PATH`` or ``--random-weights``)."""
+    """Run the real export command (``source``: ``--weights PATH`` or ``--random-weights``)."""
     subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
+            *EXPORT,
             *source,
             "--output",
             str(output),
         ],
         check=True,
+        cwd=ROOT,
         stderr=subprocess.DEVNULL if quiet else None,
     )
     return output

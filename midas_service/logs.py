@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 LOG_FORMAT = (
     "ts=%(asctime)s level=%(levelname)s logger=%(name)s request_id=%(request_id)s %(message)s"
@@ -19,9 +20,12 @@ class RequestIdFilter(logging.Filter):
 
 
 def _current_request_id() -> str:
-    from flask import g, has_request_context
-
-    return g.get("request_id", "-") if has_request_context() else "-"
+    """The request id inside a Flask request; processes without Flask (the job worker, the
+    commands) never import it for this."""
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_request_context():
+        return "-"
+    return flask.g.get("request_id", "-")
 
 
 def configure_logging(level: str = "info") -> None:

@@ -1,13 +1,13 @@
 """How far a reduced-precision engine is from fp32 on photos: the figures the bf16 gate uses.
 
-    python scripts/measure_deviation.py --model models/midas_small.pt            # openvino bf16
-    python scripts/measure_deviation.py --model my.pt --photos my-photos/ --precision bf16
-    python scripts/measure_deviation.py --model m.pt --backend openvino --precision fp32 \\
+    python -m scripts.measure_deviation --model models/midas_small.pt            # openvino bf16
+    python -m scripts.measure_deviation --model my.pt --photos my-photos/ --precision bf16
+    python -m scripts.measure_deviation --model m.pt --backend openvino --precision fp32 \\
         --reference-backend torchscript                                  # backends agree?
-    python scripts/measure_deviation.py --model m.int8.pt --backend onnxruntime \\
+    python -m scripts.measure_deviation --model m.int8.pt --backend onnxruntime \\
         --precision fp32 --reference-model m.pt                          # int8 file vs fp32
 
-Your own weights: export them first (scripts/export_torchscript.py --weights FILE), then pass
+Your own weights: export them first (midas-depth export --weights FILE), then pass
 that model. Photos: every image in --photos (default: the page's bundled examples), through
 the full service pipeline at each photo's own size. For each photo and for the worst of them:
 max and mean |d| as a share of the fp32 map's range, the mean after least-squares scale and
@@ -24,8 +24,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from midas_service.images.decode import ImageError, read_image_file
 from midas_service.inference import deviation

@@ -1,6 +1,6 @@
 """EXPERIMENTAL, off by default: static int8 quantization of the exported ONNX model.
 
-    python scripts/quantize_int8.py --model models/midas_small.pt [--calibration photos/]
+    python -m scripts.quantize_int8 --model models/midas_small.pt [--calibration photos/]
 
 Writes ``<model>.int8.onnx`` (Conv layers in int8, QDQ format, per-channel weights, calibrated
 on real photos), then prints model-only speed against fp32 and the deviation of the full depth
@@ -24,8 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from midas_service.images.decode import read_image_file
 from midas_service.inference.engines import load_engine, model_file

@@ -16,10 +16,10 @@ export MIDAS_MODEL_PATH="$model"
 if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
     if [ "$random" = "1" ]; then
         log "exporting a RANDOM-weights model to $model (smoke mode: depth is meaningless)"
-        python scripts/export_torchscript.py --random-weights --output "$model"
+        python -m midas_service export --random-weights --output "$model"
     elif [ -n "${MIDAS_WEIGHTS_FILE:-}" ]; then
-        python scripts/export_torchscript.py --weights "$MIDAS_WEIGHTS_FILE" --output "$model"
-    elif ! python scripts/export_torchscript.py --output "$model"; then
+        python -m midas_service export --weights "$MIDAS_WEIGHTS_FILE" --output "$model"
+    elif ! python -m midas_service export --output "$model"; then
         log "no model: put the official checkpoint somewhere and run"
         log "    MIDAS_WEIGHTS_FILE=/path/to/midas_v21_small_256.pt ./scripts/serve.sh"
         log "or try the service with random weights (meaningless depth):"

@@ -449,7 +449,7 @@ def test_export_stage_builds_the_model(stages: list[Stage]) -> None:
     runs = "\n".join(a for s in lineage(stages, "export") for a in s.args("RUN"))
     assert "-r requirements-export.txt" in runs
     assert "-r requirements.txt" in runs
-    assert f"export_torchscript.py --output {MODEL_PATH}" in runs
+    assert f"python -m midas_service export --output {MODEL_PATH}" in runs
     assert "--random-weights" in runs and "random)" in runs
     assert "ARG MIDAS_WEIGHTS=official" in [f"ARG {a}" for a in export.args("ARG")]
 

@@ -96,7 +96,8 @@ def run_script(*args):
     from devtools.support import ROOT
 
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "measure_deviation.py"), *map(str, args)],
+        [sys.executable, "-m", "scripts.measure_deviation", *map(str, args)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,

@@ -64,5 +64,5 @@ def test_engine_uses_the_requested_threads(model_path):
 def test_unknown_backend_and_missing_file_are_clear(model_path, tmp_path):
     with pytest.raises(ValueError, match="unknown backend"):
         load_engine(model_path, "tensorflow")
-    with pytest.raises(FileNotFoundError, match="export_torchscript"):
+    with pytest.raises(FileNotFoundError, match="midas-depth export"):
         load_engine(tmp_path / "none.pt", "torchscript")

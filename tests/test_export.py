@@ -103,20 +103,19 @@ def test_a_file_without_export_metadata_is_refused_unless_allowed(bare_model_pat
 @pytest.mark.parametrize("name", ["m.ts", "m", "m.onnx"])
 def test_export_refuses_an_output_name_it_would_not_honour(tmp_path, name):
     import subprocess
-    import sys
 
-    from devtools.support import ROOT
+    from devtools.support import EXPORT, ROOT
 
     result = subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
+            *EXPORT,
             "--random-weights",
             "--output",
             str(tmp_path / name),
         ],
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2
     assert "--output must end in .pt" in result.stderr and name in result.stderr

@@ -1,13 +1,20 @@
-"""The two boundaries of the layout (docs/architecture.md), proven in fresh interpreters.
+"""The boundaries of the layout (docs/architecture.md).
 
+In fresh interpreters:
 - Serving never imports the export side: the app, the Gunicorn worker side and the CLI's predict
   path, run for real on each backend, leave timm, torchvision, onnx and midas_service.export
   unloaded (the runtime image does not have them).
 - The Gunicorn master imports exactly what gunicorn.conf.py's docstring lists.
+
+From the source (every import, at the top or inside a function):
+- The core imports no front end; nothing outside web/ imports web/; the job worker reaches
+  neither web/ nor Flask.
+- Only config.py reads settings from the environment; only loading.py builds a serving engine.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -127,3 +134,106 @@ def test_scripts_share_helpers_through_devtools_not_tests():
         assert not re.search(r"^\s*(from|import) tests\b", source, flags=re.M), script
     for helper in (ROOT / "devtools").glob("*.py"):
         assert not re.search(r"^\s*(from|import) tests\b", helper.read_text(), flags=re.M), helper
+
+
+# --- The core and its front ends (docs/architecture.md), read from the source ---
+
+PACKAGE = ROOT / "midas_service"
+FRONT_ENDS = (
+    "midas_service.web",
+    "midas_service.serving",
+    "midas_service.cli",
+    "midas_service.__main__",
+    "midas_service.engine_options",
+    "midas_service.jobs.worker",
+    "midas_service.video.command",
+    "midas_service.export.command",
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_imports(path: Path) -> set[str]:
+    """The midas_service modules ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] == "midas_service"}
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+IMPORTS = {name: project_imports(path) for name, path in MODULES.items()}
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_core_imports_no_front_end():
+    core = [name for name in MODULES if not within(name, FRONT_ENDS)]
+    assert "midas_service.loading" in core and "midas_service.jobs.tasks" in core
+    wrong = {name: sorted(i for i in IMPORTS[name] if within(i, FRONT_ENDS)) for name in core}
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_nothing_outside_web_imports_web():
+    outside = [name for name in MODULES if not within(name, ("midas_service.web",))]
+    wrong = {n: sorted(i for i in IMPORTS[n] if within(i, ("midas_service.web",))) for n in outside}
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in MODULES:
+            continue
+        seen.add(name)
+        todo += list(IMPORTS[name])
+    return seen
+
+
+def test_the_job_worker_never_reaches_the_web_side():
+    reached = reachable("midas_service.jobs.worker")
+    assert {"midas_service.jobs.tasks", "midas_service.loading"} <= reached
+    assert not [name for name in reached if within(name, ("midas_service.web",))]
+    flask = [
+        n for n in reached if re.search(r"^\s*(from|import) flask\b", MODULES[n].read_text(), re.M)
+    ]
+    assert flask == []
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """Front ends receive settings; a library knob set for OpenCV and the OpenMP runtime's own
+    variables (which process it runs in) are the only other touches of os.environ."""
+    readers = {
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if re.search(r"os\.environ|os\.getenv", path.read_text())
+    }
+    assert readers == {
+        "midas_service.config",
+        "midas_service.images.decode",  # OPENCV_IO_MAX_IMAGE_PIXELS for OpenCV itself
+        "midas_service.inference.openmp",  # LD_PRELOAD, KMP_BLOCKTIME: the process's runtime
+    }
+
+
+def test_only_loading_builds_an_engine():
+    callers = {
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        if re.search(r"\bload_engine\(", path.read_text())
+    }
+    # The export checks the files it wrote by loading them; serving loads through loading.py.
+    assert callers == {
+        "midas_service.loading",
+        "midas_service.inference.engines",
+        "midas_service.export.exporter",
+    }

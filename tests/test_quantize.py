@@ -10,7 +10,8 @@ from midas_service.inference.engines import load_engine
 
 def run_quantize(model, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "quantize_int8.py"), "--model", str(model), *args],
+        [sys.executable, "-m", "scripts.quantize_int8", "--model", str(model), *args],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )

@@ -1,7 +1,6 @@
 import subprocess
-import sys
 
-from devtools.support import ROOT
+from devtools.support import EXPORT, ROOT
 from midas_service.inference.engines import BACKENDS, load_engine
 
 
@@ -14,8 +13,7 @@ def test_no_onnx_skips_the_onnx_file(tmp_path):
     output = tmp_path / "random.pt"
     result = subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
+            *EXPORT,
             "--random-weights",
             "--no-onnx",
             "--output",
@@ -23,6 +21,7 @@ def test_no_onnx_skips_the_onnx_file(tmp_path):
         ],
         capture_output=True,
         text=True,
+        cwd=ROOT,
         check=True,
     )
     assert "MEANINGLESS" in result.stderr
@@ -32,8 +31,7 @@ def test_no_onnx_skips_the_onnx_file(tmp_path):
 def test_missing_weights_file_is_one_clear_line(tmp_path):
     result = subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "scripts" / "export_torchscript.py"),
+            *EXPORT,
             "--weights",
             str(tmp_path / "absent.pt"),
             "--output",
@@ -41,6 +39,7 @@ def test_missing_weights_file_is_one_clear_line(tmp_path):
         ],
         capture_output=True,
         text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 1
     assert "weights file not found" in result.stderr and "Traceback" not in result.stderr

@@ -84,7 +84,7 @@ def run_export_stage(output_root: Path, scratch: Path) -> None:
     """The export stage's model-writing RUN line, random weights, in this (superset) venv."""
     assert "-r requirements-export.txt" in (ROOT / "requirements-dev.txt").read_text()
     export = in_build_order(lineage(stages(), "export"))
-    (command,) = [a for k, a in export if k == "RUN" and "export_torchscript.py" in a]
+    (command,) = [a for k, a in export if k == "RUN" and "midas_service export" in a]
     command = command.replace("/tmp/", f"{scratch}/")  # first: output_root may lie in /tmp
     command = command.replace(" /models/", f" {output_root}/models/")
     env = {

@@ -157,17 +157,15 @@ def test_a_full_disk_is_reported_as_such(server, tmp_path, monkeypatch):
 def test_the_export_script_checks_sha256_of_a_local_checkpoint(weights_file, tmp_path):
     """Pinning with --sha256 holds for --weights too, not only for the download."""
     import subprocess
-    import sys
 
-    from devtools.support import ROOT
+    from devtools.support import EXPORT, ROOT
 
     output = tmp_path / "pinned.pt"
     result = subprocess.run(
         [
-            sys.executable, str(ROOT / "scripts" / "export_torchscript.py"),
-            "--weights", str(weights_file), "--sha256", "ab" * 32, "--output", str(output),
+            *EXPORT, "--weights", str(weights_file), "--sha256", "ab" * 32, "--output", str(output),
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     digest = hashlib.sha256(weights_file.read_bytes()).hexdigest()
     assert result.returncode == 1, result.stderr

@@ -83,9 +83,7 @@ def check_model_file(settings: Settings) -> None:
     check_precision(settings.backend, settings.precision)
     path = model_file(settings.model_path, settings.backend)
     if not path.is_file():
-        raise ModelFileError(
-            f"model file {path} not found; create it with scripts/export_torchscript.py"
-        )
+        raise ModelFileError(f"model file {path} not found; create it with midas-depth export")
     metadata = REGISTRY[settings.backend].read_metadata(path)
     refuse_untrained(path, metadata, settings.allow_untrained)
 

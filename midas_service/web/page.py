@@ -15,8 +15,8 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from midas_service.images.outputs import RenderOptions
 from midas_service.images.visualize import COLORMAPS, heatmap
-from midas_service.web.api import run_prediction
 from midas_service.web.errors import refusal_for
+from midas_service.web.prediction import run_prediction
 from midas_service.web.upload import read_colormap, read_image_bytes
 
 page = Blueprint("page", __name__)

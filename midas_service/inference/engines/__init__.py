@@ -129,7 +129,7 @@ def check_metadata(path: Path, metadata: dict[str, object]) -> None:
     if missing:
         raise MissingMetadata(
             f"{path} has no export metadata ({', '.join(missing)} missing), so nothing says "
-            "whether its weights are trained; export it with scripts/export_torchscript.py, or "
+            "whether its weights are trained; export it with midas-depth export, or "
             "set MIDAS_ALLOW_NO_METADATA=1 to use it anyway"
         )
 
@@ -156,9 +156,7 @@ def load_engine(
     check_precision(backend, precision)
     path = model_file(path, backend)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"model file {path} not found; create it with scripts/export_torchscript.py"
-        )
+        raise FileNotFoundError(f"model file {path} not found; create it with midas-depth export")
     threads = threads or available_cpus()
     engine = REGISTRY[backend].engine_class()(
         path, threads, spinning, precision=precision, cache_dir=cache_dir

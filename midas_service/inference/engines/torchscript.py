@@ -67,7 +67,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
             if not names:
                 raise ModelFileError(
-                    f"{path} has no {METADATA_FILE}; export it with scripts/export_torchscript.py"
+                    f"{path} has no {METADATA_FILE}; export it with midas-depth export"
                 )
             metadata = json.loads(archive.read(names[0]))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:

@@ -1,8 +1,8 @@
 """Jobs under load: a zip of many photos through /jobs on two real workers, against the batch
 CLI on the same photos and machine; then the takeover time of a SIGKILLed worker's job.
 
-    python scripts/jobs_load.py                    # 500 photos (320x240 JPEG), two workers
-    python scripts/jobs_load.py --photos 50        # a quick run
+    python -m devtools.jobs_load                    # 500 photos (320x240 JPEG), two workers
+    python -m devtools.jobs_load --photos 50        # a quick run
 
 Starts a throwaway redis-server, Gunicorn (the service, gunicorn.conf.py) and two
 ``python -m midas_service worker`` processes, all on loopback. While the job runs, /predict is
@@ -28,12 +28,11 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from devtools.jobs_support import small_photos, worker, worker_env
+from devtools.servers import gunicorn, redis_server
+from devtools.support import export_model
 
-from devtools.jobs_support import small_photos, worker, worker_env  # noqa: E402
-from devtools.servers import gunicorn, redis_server  # noqa: E402
-from devtools.support import export_model  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("jobs_load")
 

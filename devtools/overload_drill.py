@@ -1,6 +1,7 @@
 """Overload, reload and stop figures of a real Gunicorn on this machine (for the reliability note).
 
-    python scripts/overload_drill.py --model models/midas_small.pt [--concurrency 64 --per-client 4]
+    python -m devtools.overload_drill --model models/midas_small.pt \\
+        [--concurrency 64 --per-client 4]
 
 Starts its own Gunicorn (gunicorn.conf.py, 2 workers unless --workers) on a free port and prints:
 1. a burst: ``--concurrency`` clients each sending ``--per-client`` 640x480 JPEGs back to back
@@ -27,12 +28,11 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from devtools.load import SteadyLoad, burst, summary
+from devtools.servers import gunicorn, wait_for
+from devtools.support import photo_640x480_jpeg
 
-from devtools.load import SteadyLoad, burst, summary  # noqa: E402
-from devtools.servers import gunicorn, wait_for  # noqa: E402
-from devtools.support import photo_640x480_jpeg  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("overload")
 

@@ -4,7 +4,7 @@ Each case runs in a fresh subprocess (a clean peak): load the engine, warm it up
 RSS, then answer one request of the given size through ``midas_service.answer`` (the path
 /predict takes) and report the peak RSS (``ru_maxrss``) minus the RSS before it.
 
-    python scripts/request_memory.py --model models/midas_small.pt [--pixels 24000000]
+    python -m devtools.request_memory --model models/midas_small.pt [--pixels 24000000]
 
 The photo is a smooth synthetic JPEG (it must fit the upload limit); the pixels, not the
 content, decide the memory.
@@ -19,8 +19,6 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CASES = (("side", "png"), ("heatmap", "jpeg"), ("depth", "npy"))
 

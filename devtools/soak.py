@@ -1,8 +1,8 @@
 """Soak the depth service: concurrency 16 for a set time with good, repeated and hostile requests.
 
-    python scripts/soak.py                          # 5 minutes through nginx (started here)
-    python scripts/soak.py --duration 60            # shorter
-    python scripts/soak.py --url http://127.0.0.1:8080 --master-pid PID   # a running service
+    python -m devtools.soak                          # 5 minutes through nginx (started here)
+    python -m devtools.soak --duration 60            # shorter
+    python -m devtools.soak --url http://127.0.0.1:8080 --master-pid PID   # a running service
 
 Without --url it exports a random-weights model, starts Gunicorn (gunicorn.conf.py) and nginx
 on free loopback ports as the tests do, and stops them at the end. Loopback only.
@@ -38,11 +38,10 @@ from urllib.parse import urlparse
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from devtools.servers import gunicorn, nginx, worker_pids
+from devtools.support import export_model, photo_640x480_jpeg
 
-from devtools.servers import gunicorn, nginx, worker_pids  # noqa: E402
-from devtools.support import export_model, photo_640x480_jpeg  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("soak")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
