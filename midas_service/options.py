@@ -221,7 +221,7 @@ def photo_options(
         )
     settled = {o.name: values.get(o.name, o.default) for o in accepted}
     settled.update(output=output, format=fmt, colormap=values.get("colormap", default_colormap))
-    if kind.geometry:
+    if kind.geometry and "near" in settled:
         near, far = settled["near"], settled["far"]
         if not near < far:
             raise BadParameter(f"near must be less than far; got near={near:g}, far={far:g}")
