@@ -599,3 +599,61 @@ def test_a_chunked_body_past_the_upload_limit_is_a_413_naming_it(model_path, red
     refused(response, 413, "too_large", "0.1 MB limit of /jobs", "MIDAS_JOBS_MAX_UPLOAD_MB")
     assert job_folders(jobs.directory) == set()
     still_accepts(client)
+
+
+@pytest.mark.parametrize(
+    ("frame_count", "duration_s", "rate", "most"),
+    [
+        (50, 2.0, 30, 50),  # declared frames
+        (None, 2.0, 30, 61),  # declared duration at the frame rate
+        (None, None, 30, 20_000),  # neither: what MIDAS_VIDEO_MAX_FRAMES lets through
+        (None, None, 2, 1_801),  # ... or MIDAS_VIDEO_MAX_SECONDS at the frame rate
+        (None, 10.0, 10**6, 20_000),  # an absurd rate is held to the frame limit
+    ],
+)
+def test_the_clip_spill_is_sized_even_without_a_declared_frame_count(
+    frame_count, duration_s, rate, most
+):
+    from fractions import Fraction
+
+    from midas_service.video.convert import most_frames
+    from midas_service.video.limits import VideoLimits
+    from midas_service.video.reader import VideoInfo
+
+    info = VideoInfo(
+        width=64,
+        height=48,
+        source_width=64,
+        source_height=48,
+        rotation=0,
+        time_base=Fraction(1, 1000),
+        rate=Fraction(rate),
+        frame_count=frame_count,
+        duration_s=duration_s,
+        start_pts=0,
+        end_pts=None,
+        audio_codec=None,
+        format_name="matroska",
+    )
+    assert most_frames(info, VideoLimits(max_frames=20_000, max_seconds=900)) == most
+
+
+def test_many_parts_do_not_stay_in_the_web_workers_memory(model_path, redis_url, tmp_path):
+    """40 parts of 200 KB: only the first 16 may be spooled in memory, the rest go to disk."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    app = make_app(model_path, job_settings(redis_url, tmp_path / "store", queue=IDLE))
+    part = PHOTO + bytes(200_000)
+    environ = EnvironBuilder(
+        "/jobs",
+        method="POST",
+        data={"file": [(io.BytesIO(part), f"{i}.jpg") for i in range(40)]},
+    ).get_environ()
+    tracemalloc.start()
+    try:
+        body, status, _ = run_wsgi_app(app, environ, buffered=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status.startswith("202"), b"".join(body)
+    assert peak < 16 * len(part) + 2_000_000, peak  # 40 parts in memory would be 8 MB

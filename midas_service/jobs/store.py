@@ -82,11 +82,14 @@ class JobStore:
     def ensure(self) -> None:
         (self.root / ".incoming").mkdir(parents=True, exist_ok=True)
 
-    def spool(self) -> IO[bytes]:
-        """A file for an upload being received: in memory while small, then an anonymous file
-        on the store's own disk (the upload may be far larger than the memory limit)."""
+    def spool(self, in_memory: int = SPOOL_IN_MEMORY) -> IO[bytes]:
+        """A file for an upload being received: in memory while under ``in_memory`` bytes,
+        then an anonymous file on the store's own disk (the upload may be far larger than the
+        memory limit)."""
         self.ensure()
-        return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.root / ".incoming")  # type: ignore[call-overload]
+        if in_memory <= 0:  # SpooledTemporaryFile(0) would never leave memory
+            return tempfile.TemporaryFile(dir=self.root / ".incoming")
+        return tempfile.SpooledTemporaryFile(in_memory, dir=self.root / ".incoming")  # type: ignore[call-overload]
 
     def folder(self, job_id: str) -> Path:
         if not JOB_ID.match(job_id):

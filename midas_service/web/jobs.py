@@ -32,6 +32,7 @@ from midas_service.jobs.config import JobSettings
 from midas_service.jobs.queue import JobQueue, JobsUnavailable, new_job_id, owner_of
 from midas_service.jobs.stats import JobsCollector
 from midas_service.jobs.store import (
+    SPOOL_IN_MEMORY,
     JobStore,
     NoSuchJob,
     QuotaExceeded,
@@ -51,6 +52,7 @@ jobs = Blueprint("jobs", __name__)
 PARAMETERS = ("output", "format", "colormap", "scale", "max_side")
 RETRY_AFTER_S = "5"
 MULTIPART_SLACK = 64 * 1024
+PARTS_IN_MEMORY = 16  # file parts that may be spooled in memory (up to 1 MB each)
 ASCII_DIGITS = re.compile(r"[0-9]{1,9}")
 MEDIA = {".zip": "application/zip", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
 
@@ -93,7 +95,10 @@ class JobsRequest(InMemoryRequest):
             self.file_parts += 1
             if self.file_parts > jobs_state.settings.max_entries:
                 raise TooManyParts(too_many_parts_message(jobs_state.settings))
-            return jobs_state.store.spool()
+            # The first parts may stay in memory while small; later ones go straight to disk,
+            # so thousands of parts cannot hold the whole body in the web worker's memory.
+            in_memory = SPOOL_IN_MEMORY if self.file_parts <= PARTS_IN_MEMORY else 0
+            return jobs_state.store.spool(in_memory)
         return super()._get_file_stream(
             total_content_length, content_type, filename, content_length
         )
