@@ -396,7 +396,12 @@ def test_openapi_lists_the_3d_outputs_and_parameters(client):
     assert {"pointcloud", "mesh"} <= set(parameters["output"]["schema"]["enum"])
     assert {"ply", "glb"} <= set(parameters["format"]["schema"]["enum"])
     assert parameters["max_side"]["schema"]["maximum"] == 1024
-    assert parameters["fov"]["schema"]["exclusiveMaximum"] == 180
+    assert (parameters["fov"]["schema"]["minimum"], parameters["fov"]["schema"]["maximum"]) == (
+        1,
+        179,
+    )
+    assert parameters["near"]["schema"]["minimum"] == 1e-6
+    assert parameters["far"]["schema"]["maximum"] == 1e6
     media = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]
     assert "model/gltf-binary" in media and "application/x-ply" in media
 
