@@ -590,3 +590,12 @@ def test_parallel_uploads_do_not_overshoot_the_quota(model_path, redis_url, tmp_
     from midas_service.jobs.store import folder_size
 
     assert folder_size(jobs.directory) <= jobs.max_store_bytes
+
+
+def test_a_chunked_body_past_the_upload_limit_is_a_413_naming_it(model_path, redis_url, tmp_path):
+    jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_upload_mb=0.1)
+    client = make_app(model_path, jobs).test_client()
+    response = chunked_post(client, [("big.jpg", PHOTO + bytes(300_000))])
+    refused(response, 413, "too_large", "0.1 MB limit of /jobs", "MIDAS_JOBS_MAX_UPLOAD_MB")
+    assert job_folders(jobs.directory) == set()
+    still_accepts(client)

@@ -153,12 +153,15 @@ def allow_large_uploads() -> Response | None:
     request.max_content_length = limit + MULTIPART_SLACK
     request.max_form_parts = state().settings.max_entries + len(PARAMETERS)
     if request.method == "POST" and (request.content_length or 0) > limit + MULTIPART_SLACK:
-        return error_response(
-            "too_large",
-            f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
-            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)",
-        )
+        return error_response("too_large", upload_too_large_message())
     return None
+
+
+def upload_too_large_message() -> str:
+    return (
+        f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
+        "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)"
+    )
 
 
 def read_job_options(req: Request, kind: str, default_colormap: str) -> dict[str, Any]:
@@ -204,10 +207,10 @@ def read_uploads() -> tuple[str, list[Upload]]:
     """(kind, uploads): photos (zips and photos) or one video, judged by their first bytes."""
     try:
         form = request.files
-    except RequestEntityTooLarge as exc:  # Werkzeug's count of all parts, fields included
-        if request.content_length is not None:
+    except RequestEntityTooLarge as exc:
+        if request.content_length is not None:  # Werkzeug's count of all parts, fields included
             raise TooManyParts(too_many_parts_message(state().settings)) from exc
-        raise
+        raise TooManyParts(upload_too_large_message()) from exc  # a chunked body, cut
     except OSError as exc:  # spooling the upload to the store's disk
         full = no_room(exc, state().store.root)
         if full is None:
