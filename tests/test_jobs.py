@@ -296,6 +296,9 @@ def test_cancel_a_queued_job_and_a_running_one(model_path, redis_url, workdir, t
         body = poll(client, running["id"], finished)
     assert body["status"] == "canceled" and body["error"] == "canceled by its owner"
     assert 0 < body["progress"]["done"] < 2000
+    # The partial result went with the run: only the upload and the record stay until deleted.
+    kept = sorted(p.name for p in (jobs.directory / running["id"]).rglob("*"))
+    assert not [name for name in kept if "result" in name or name.endswith(".part")], kept
     assert client.get(f"/jobs/{running['id']}/result").status_code == 409
     # Deleting a job that is over removes it and its files.
     assert client.delete(f"/jobs/{running['id']}").status_code == 204
@@ -487,6 +490,22 @@ def test_video_round_trip(client, running_worker):
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
     ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
     assert ranged.status_code == 206 and len(ranged.data) == 100  # a <video> can seek
+
+
+def test_a_video_job_is_made_at_its_max_side(client, running_worker):
+    """max_side=48 on a 96 x 64 clip: every frame of the result is 48 x 32, in both passes of
+    the clip scale (24 steps for 12 frames)."""
+    import av
+
+    job = submit(client, [("clip.mp4", clip_bytes())], max_side="48")
+    body = poll(client, job["id"], finished, timeout=300)
+    assert body["status"] == "finished", body
+    assert body["progress"] == {"done": 24, "total": 24}
+    assert (body["summary"]["video"]["width"], body["summary"]["video"]["height"]) == (48, 32)
+    response = client.get(f"/jobs/{job['id']}/result")
+    with av.open(io.BytesIO(response.data)) as container:
+        shapes = [f.to_ndarray(format="rgb24").shape for f in container.decode(video=0)]
+    assert shapes == [(32, 48, 3)] * 12
 
 
 def test_metrics_count_jobs_by_outcome(client, running_worker):

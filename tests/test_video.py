@@ -210,6 +210,21 @@ def test_a_crash_leaves_nothing_under_the_final_name(
     assert not out.exists() and leftovers(tmp_path) == [] and list(spill.iterdir()) == []
 
 
+@pytest.mark.parametrize("output", ["heatmap", "side", "depth16"])
+def test_clip_scale_progress_counts_every_frame_once_per_pass(
+    estimator, clip: Path, tmp_path: Path, output: str
+):
+    """16 frames, two passes: 32 steps, each reported against the total of 32, so the share
+    done never passes 100 % (a job's ETA, (total - done) times the time per step, never
+    goes negative)."""
+    seen: list[tuple[int, int | None]] = []
+    out = tmp_path / ("depth.mkv" if output == "depth16" else "depth.mp4")
+    options = VideoOptions(output=output, scale="clip", limits=VideoLimits(spill_dir=tmp_path))
+    report = convert_video(clip, out, estimator, options, lambda d, t: seen.append((d, t)))
+    assert report.frames == 16 and report.passes == 2
+    assert seen == [(step, 32) for step in range(1, 33)]
+
+
 def test_ctrl_c_on_the_command_leaves_nothing(model_path: Path, tmp_path: Path):
     # Long by construction: 20,000 frames are 20,000 runs of the network at 256x256 (seconds
     # per thousand on any CPU), while the signal follows the first spilled frame within one
