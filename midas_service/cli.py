@@ -209,13 +209,19 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "--fov",
         type=float,
         default=None,
-        help="3D outputs: horizontal angle of view in degrees (default: from EXIF, else 60)",
+        help="3D outputs: horizontal angle of view, 1 to 179 degrees (default: EXIF, else 60)",
     )
     predict.add_argument(
-        "--near", type=float, default=DEFAULT_NEAR, help="3D outputs: nearest depth (default: 1)"
+        "--near",
+        type=float,
+        default=DEFAULT_NEAR,
+        help="3D outputs: nearest depth, at least 1e-6 (default: 1)",
     )
     predict.add_argument(
-        "--far", type=float, default=DEFAULT_FAR, help="3D outputs: farthest depth (default: 10)"
+        "--far",
+        type=float,
+        default=DEFAULT_FAR,
+        help="3D outputs: farthest depth, above --near, at most 1e6 (default: 10)",
     )
     predict.add_argument(
         "--max-side",

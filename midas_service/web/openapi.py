@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from midas_service.config import Settings
+from midas_service.geometry import view
 from midas_service.geometry.camera import DEFAULT_FOV_DEG
 from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
 from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, MIN_GRID_SIDE
@@ -72,18 +73,23 @@ def view_parameters() -> list[dict[str, object]]:
     return [
         _number(
             "fov",
-            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 180},
+            {"type": "number", "minimum": view.FOV_MIN_DEG, "maximum": view.FOV_MAX_DEG},
             f"horizontal angle of view in degrees; default: from EXIF FocalLengthIn35mmFilm, "
             f"else {DEFAULT_FOV_DEG:g}. {only}",
         ),
         _number(
             "near",
-            {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_NEAR},
-            f"depth given to the nearest point of the map. {only}",
+            {
+                "type": "number",
+                "minimum": view.NEAR_MIN,
+                "exclusiveMaximum": view.FAR_MAX,
+                "default": DEFAULT_NEAR,
+            },
+            f"depth given to the nearest point of the map; below far. {only}",
         ),
         _number(
             "far",
-            {"type": "number", "default": DEFAULT_FAR},
+            {"type": "number", "maximum": view.FAR_MAX, "default": DEFAULT_FAR},
             f"depth given to the farthest point; must exceed near. {only}",
         ),
         _number(
