@@ -438,6 +438,8 @@ def encode_clip(path: Path, frames: int, width: int, height: int, **options) -> 
 
 def video_cases(folder: Path) -> dict[str, tuple[bytes, str | None, dict]]:
     """name -> (file bytes, words of the failure or None for success, query)."""
+    from fractions import Fraction
+
     from devtools.video_clips import make_audio_only, make_clip, make_empty_video
 
     small = encode_clip(folder / "small.mp4", 6, 64, 48)
@@ -447,12 +449,36 @@ def video_cases(folder: Path) -> dict[str, tuple[bytes, str | None, dict]]:
         "garbage": (b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8, "", {}),
         "audio only": (make_audio_only(folder / "audio.m4a").read_bytes(), "", {}),
         "zero frames": (make_empty_video(folder / "empty.mp4").read_bytes(), "", {}),
-        "huge resolution": (encode_clip(folder / "wide.mp4", 1, 4112, 16).read_bytes(), "", {}),
+        "huge resolution": (
+            encode_clip(folder / "wide.mp4", 1, 4112, 16).read_bytes(),
+            "MIDAS_VIDEO_MAX_SIDE",
+            {},
+        ),
         "absurd timestamps": (
             encode_clip(
                 folder / "far.mkv", 3, 64, 48, container="matroska", pts_step=10**9
             ).read_bytes(),
             "",
+            {"scale": "frame"},
+        ),
+        "a frame every 1000 s": (
+            encode_clip(
+                folder / "slow.mkv",
+                3,
+                64,
+                48,
+                container="matroska",
+                codec="ffv1",
+                rate=Fraction(1, 1000),
+            ).read_bytes(),
+            "MIDAS_VIDEO_MAX_SECONDS",
+            {},
+        ),
+        "100,000 fps": (
+            encode_clip(
+                folder / "fast.mkv", 4, 64, 48, container="matroska", codec="ffv1", rate=100_000
+            ).read_bytes(),
+            None,
             {"scale": "frame"},
         ),
         "10-bit": (
@@ -506,6 +532,7 @@ def test_hostile_videos_fail_their_job_with_a_reason_and_odd_ones_work(
             continue
         assert body["status"] == "failed", (name, body)
         assert body["error"] and "internal error" not in body["error"], (name, body)
+        assert words in body["error"], (name, body)
         # A playlist fetches nothing and reads no local file: the job never got past "not a
         # video", and its folder holds only what the web wrote.
         folder = jobs_dir / job_id
