@@ -6,7 +6,7 @@
 | MIDAS_JOBS_MAX_MB          | 2048             | total bytes of all job folders; then 507       |
 | MIDAS_JOBS_TTL_S           | 86400            | lifetime of a job, its status and its files    |
 | MIDAS_JOBS_MAX_UPLOAD_MB   | 512              | largest POST /jobs body                        |
-| MIDAS_JOBS_MAX_ENTRIES     | 10000            | most entries in one zip                        |
+| MIDAS_JOBS_MAX_ENTRIES     | 10000            | most entries (photos, zip entries) in one job  |
 | MIDAS_JOBS_MAX_UNZIPPED_MB | 2048             | most uncompressed bytes in one zip             |
 | MIDAS_JOBS_TIMEOUT_S       | 3600             | longest run of one job, then failed (timeout)  |
 | MIDAS_JOBS_HEARTBEAT_S     | 5                | worker heartbeat period while running a job    |

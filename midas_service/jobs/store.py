@@ -15,6 +15,7 @@ run by the workers' maintenance and before each new job is accepted.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,11 +31,22 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+PARTIAL = (".*.part", "midas-depth-*.f32")  # files of an attempt in progress
 SPOOL_IN_MEMORY = 1024 * 1024  # uploads smaller than this never touch the disk while received
 
 
 class QuotaExceeded(Exception):
     """The store holds too much already to accept this job."""
+
+
+def no_room(exc: OSError, path: Path) -> QuotaExceeded | None:
+    """QuotaExceeded for a write that found the store's disk full, else None."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return QuotaExceeded(
+        f"the job store's disk is full ({path}: {exc.strerror}); retry when older jobs have "
+        "expired or been deleted"
+    )
 
 
 class NoSuchJob(Exception):
@@ -129,8 +141,11 @@ class JobStore:
                 "expires": created + self.ttl_s,
             }
             write_json(folder / "job.json", record)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            full = no_room(exc, self.root) if isinstance(exc, OSError) else None
+            if full is not None:
+                raise full from exc
             raise
         return folder
 
@@ -139,6 +154,19 @@ class JobStore:
             return json.loads((self.folder(job_id) / "job.json").read_text())
         except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as exc:
             raise NoSuchJob(job_id) from exc
+
+    def remove_partial(self, job_id: str) -> list[str]:
+        """Remove what an interrupted attempt leaves in the job's folder (``.*.part`` files
+        being written, the clip scale's ``midas-depth-*.f32`` spill); the names removed."""
+        removed = []
+        folder = self.folder(job_id)
+        for pattern in PARTIAL:
+            for path in folder.glob(pattern):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        if removed:
+            log.info("job %s: removed %s left by an interrupted attempt", job_id, removed)
+        return removed
 
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)

@@ -12,7 +12,7 @@ import logging
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,6 +32,7 @@ from midas_service.jobs.archive import (
 from midas_service.jobs.config import JobSettings
 from midas_service.jobs.queue import cancel_key
 from midas_service.jobs.store import JobStore, write_json
+from midas_service.video.limits import VideoLimits
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,19 @@ class Progress:
         self.last = now
         if self.job is None:
             return
-        if self.context.redis.exists(self.key):
+        from redis.exceptions import RedisError
+
+        try:
+            canceled = self.context.redis.exists(self.key)
+            if not canceled:
+                self.write(now, done, total)
+        except RedisError as exc:  # a blip: the job goes on; the next step tries again
+            log.warning("job %s: progress not written, Redis unreachable (%s)", self.job.id, exc)
+            return
+        if canceled:
             raise JobCanceled("canceled by its owner")
+
+    def write(self, now: float, done: int, total: int | None) -> None:
         elapsed = now - self.started
         eta = elapsed / done * (total - done) if total and done else None
         self.job.meta["progress"] = {"done": done, "total": total}
@@ -119,6 +131,7 @@ def run(job_id: str) -> dict[str, Any]:
     job = get_current_job()
     record = context.store.read(job_id)
     folder = context.store.folder(job_id)
+    context.store.remove_partial(job_id)  # what a killed worker's attempt left
     if job is not None:
         job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
         job.meta["started"] = time.time()
@@ -294,7 +307,10 @@ def run_video(
     source = folder / record["inputs"][0]["file"]
     target = folder / video_result_name(record["options"])
     try:
-        options = video_options(record["options"])
+        # The clip scale's raw depth goes into the job's folder: on the store's volume, counted
+        # in its quota, and removed with the job (or by the next attempt after a kill).
+        limits = replace(VideoLimits.from_env(), spill_dir=folder)
+        options = replace(video_options(record["options"]), limits=limits)
         options.validate()
     except ValueError as exc:
         raise JobInputError(str(exc)) from exc

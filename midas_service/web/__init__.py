@@ -70,10 +70,12 @@ def create_app(
     _install_request_hooks(app)
     install_security(app, settings)  # after the request ids: its 401s carry one
     install_jobs(app, settings, jobs)  # after install_security: its request class extends it
-    # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
+    # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413
+    # (and /jobs' 401, 503 and 507, answered before its larger body is read).
     # Flask's documented middleware hook, which mypy sees as assigning to a method.
+    jobs_bound = 2 * app.extensions["midas_jobs"].settings.max_upload_bytes
     app.wsgi_app = DiscardUnreadBody(  # type: ignore[method-assign]
-        app.wsgi_app, bound=2 * settings.max_upload_bytes
+        app.wsgi_app, bound=2 * settings.max_upload_bytes, paths={"/jobs": jobs_bound}
     )
     overload.install(app, settings)
     if settings.trusted_proxies:

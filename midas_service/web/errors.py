@@ -50,7 +50,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "not_found": ErrorCode(404, "no such path"),
     "method_not_allowed": ErrorCode(405, "wrong method (`Allow` lists the right ones)"),
     "too_large": ErrorCode(
-        413, "over `MIDAS_MAX_UPLOAD_MB` bytes, `MIDAS_MAX_PIXELS` pixels or 1,000,000 px a side"
+        413,
+        "over `MIDAS_MAX_UPLOAD_MB` bytes, `MIDAS_MAX_PIXELS` pixels or 1,000,000 px a side; for "
+        "`/jobs`, over `MIDAS_JOBS_MAX_UPLOAD_MB` bytes or `MIDAS_JOBS_MAX_ENTRIES` file parts",
     ),
     "unsupported_media_type": ErrorCode(
         415, "not JPEG, PNG, WebP, BMP or TIFF (judged by the bytes), or a wrong `Content-Type`"
@@ -78,8 +80,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     ),
     "bad_archive": ErrorCode(
         400,
-        "a zip sent to `/jobs` that cannot be read, or holds more than `MIDAS_JOBS_MAX_ENTRIES` "
-        "files or `MIDAS_JOBS_MAX_UNZIPPED_MB` uncompressed",
+        "a zip sent to `/jobs` that cannot be read, holds no file, or holds more than "
+        "`MIDAS_JOBS_MAX_ENTRIES` entries or `MIDAS_JOBS_MAX_UNZIPPED_MB` uncompressed",
     ),
     "job_not_found": ErrorCode(
         404, "no such job for this API key: never made, expired (`MIDAS_JOBS_TTL_S`) or deleted"

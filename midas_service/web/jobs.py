@@ -8,6 +8,8 @@ worker process (``python -m midas_service worker``) does the work. Redis being d
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import replace
 from typing import IO, Any
 
 from flask import (
@@ -21,6 +23,7 @@ from flask import (
     send_file,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from midas_service.config import Settings
 from midas_service.images.outputs import KINDS
@@ -28,11 +31,19 @@ from midas_service.jobs import archive
 from midas_service.jobs.config import JobSettings
 from midas_service.jobs.queue import JobQueue, JobsUnavailable, new_job_id, owner_of
 from midas_service.jobs.stats import JobsCollector
-from midas_service.jobs.store import JobStore, NoSuchJob, QuotaExceeded, Upload, is_expired
+from midas_service.jobs.store import (
+    JobStore,
+    NoSuchJob,
+    QuotaExceeded,
+    Upload,
+    is_expired,
+    no_room,
+)
 from midas_service.jobs.tasks import VIDEO_OUTPUTS, VIDEO_SCALES, input_type, video_result_name
+from midas_service.video.limits import VideoLimits
 from midas_service.web.errors import ApiError, BadParameter, error_response
 from midas_service.web.security import InMemoryRequest, presented_key
-from midas_service.web.upload import _choice, read_colormap
+from midas_service.web.upload import _choice, _given, read_colormap
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +51,7 @@ jobs = Blueprint("jobs", __name__)
 PARAMETERS = ("output", "format", "colormap", "scale", "max_side")
 RETRY_AFTER_S = "5"
 MULTIPART_SLACK = 64 * 1024
+ASCII_DIGITS = re.compile(r"[0-9]{1,9}")
 MEDIA = {".zip": "application/zip", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
 
 
@@ -59,8 +71,15 @@ class JobNotFinished(ApiError):
     code = "job_not_finished"
 
 
+class TooManyParts(ApiError):
+    code = "too_large"
+
+
 class JobsRequest(InMemoryRequest):
-    """Job uploads (up to MIDAS_JOBS_MAX_UPLOAD_MB) spool to the job store's disk."""
+    """Job uploads (up to MIDAS_JOBS_MAX_UPLOAD_MB) spool to the job store's disk; a form
+    with more files than a job may hold is refused as the parts arrive."""
+
+    file_parts = 0
 
     def _get_file_stream(
         self,
@@ -70,7 +89,11 @@ class JobsRequest(InMemoryRequest):
         content_length: int | None = None,
     ) -> IO[bytes]:
         if self.path == "/jobs":
-            return current_app.extensions["midas_jobs"].store.spool()
+            jobs_state = current_app.extensions["midas_jobs"]
+            self.file_parts += 1
+            if self.file_parts > jobs_state.settings.max_entries:
+                raise TooManyParts(too_many_parts_message(jobs_state.settings))
+            return jobs_state.store.spool()
         return super()._get_file_stream(
             total_content_length, content_type, filename, content_length
         )
@@ -108,6 +131,14 @@ def install_jobs(app: Flask, settings: Settings, job_settings: JobSettings | Non
         return error_response("quota_exceeded", str(exc))
 
 
+def too_many_parts_message(settings: JobSettings) -> str:
+    return (
+        f"the form has more parts than a job takes: at most {settings.max_entries} files in "
+        "multipart fields 'file' (MIDAS_JOBS_MAX_ENTRIES), besides the options; send the "
+        "photos in a zip, or in several jobs"
+    )
+
+
 def state() -> Jobs:
     return current_app.extensions["midas_jobs"]
 
@@ -120,13 +151,17 @@ def current_owner() -> str:
 def allow_large_uploads() -> Response | None:
     limit = state().settings.max_upload_bytes
     request.max_content_length = limit + MULTIPART_SLACK
+    request.max_form_parts = state().settings.max_entries + len(PARAMETERS)
     if request.method == "POST" and (request.content_length or 0) > limit + MULTIPART_SLACK:
-        return error_response(
-            "too_large",
-            f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
-            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)",
-        )
+        return error_response("too_large", upload_too_large_message())
     return None
+
+
+def upload_too_large_message() -> str:
+    return (
+        f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
+        "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)"
+    )
 
 
 def read_job_options(req: Request, kind: str, default_colormap: str) -> dict[str, Any]:
@@ -149,56 +184,103 @@ def read_job_options(req: Request, kind: str, default_colormap: str) -> dict[str
     scale = _choice(req, "scale", VIDEO_SCALES, "clip")
     if VIDEO_OUTPUTS[output] == "depth16" and scale != "clip":
         raise BadParameter("output=depth is quantised with one range for the clip: use scale=clip")
-    max_side = None
-    raw = (req.args.get("max_side") or req.form.get("max_side") or "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 32:
-            raise BadParameter(
-                f"max_side must be a whole number of pixels, at least 32; got {raw!r}"
-            )
-        max_side = int(raw)
+    max_side = read_max_side(req)
     return {"output": output, "colormap": colormap, "scale": scale, "max_side": max_side}
 
 
-def read_uploads(store: JobStore, limits: archive.ArchiveLimits) -> tuple[str, list[Upload], int]:
-    """(kind, uploads, entries): photos (zips and photos) or one video."""
-    files = request.files.getlist("file")
-    extra = sorted(set(request.files) - {"file"})
+def read_max_side(req: Request) -> int | None:
+    """``max_side``: ASCII digits only (``int()`` also takes "²", "٣" and "1_0"), given once,
+    from 32 up to the longest frame side a video may have (MIDAS_VIDEO_MAX_SIDE)."""
+    raw = _given(req, "max_side")
+    if raw is None:
+        return None
+    most = VideoLimits.from_env().max_side
+    if not (ASCII_DIGITS.fullmatch(raw) and 32 <= int(raw) <= most):
+        raise BadParameter(
+            f"max_side must be a whole number of pixels from 32 to {most} "
+            f"(MIDAS_VIDEO_MAX_SIDE); got {raw[:40]!r}"
+        )
+    return int(raw)
+
+
+def read_uploads() -> tuple[str, list[Upload]]:
+    """(kind, uploads): photos (zips and photos) or one video, judged by their first bytes."""
+    try:
+        form = request.files
+    except RequestEntityTooLarge as exc:
+        if request.content_length is not None:  # Werkzeug's count of all parts, fields included
+            raise TooManyParts(too_many_parts_message(state().settings)) from exc
+        raise TooManyParts(upload_too_large_message()) from exc  # a chunked body, cut
+    except OSError as exc:  # spooling the upload to the store's disk
+        full = no_room(exc, state().store.root)
+        if full is None:
+            raise
+        raise full from exc
+    files = form.getlist("file")
+    extra = sorted(set(form) - {"file"})
     if extra:
         raise BadParameter(f"send the files in multipart fields named 'file', not {extra}")
     if not files:
         raise MissingFile("send a video, a zip of photos, or photos in multipart fields 'file'")
-    uploads, entries = [], 0
+    uploads = []
     for position, item in enumerate(files):
         head = item.stream.read(16)
         item.stream.seek(0)
         name = item.filename or f"file-{position}"
         if not head:
             raise MissingFile(f"the file {name!r} is empty")
-        kind = input_type(head)
-        if kind == "zip":
-            try:
-                with archive.zipfile.ZipFile(item.stream) as zipped:
-                    entries += len(archive.list_entries(zipped, limits))
-            except archive.ArchiveRefused as exc:
-                raise BadArchive(f"{name}: {exc}") from exc
-            except (archive.zipfile.BadZipFile, archive.zipfile.LargeZipFile, ValueError) as exc:
-                raise BadArchive(f"{name}: not a readable zip archive: {exc}") from exc
-            if entries > limits.max_entries:
-                raise BadArchive(
-                    f"the archives hold {entries} files together, more than the limit of "
-                    f"{limits.max_entries} (MIDAS_JOBS_MAX_ENTRIES)"
-                )
-        else:
-            entries += 1
-        uploads.append(Upload(name, item.stream, kind))
+        uploads.append(Upload(name, item.stream, input_type(head)))
     videos = [upload for upload in uploads if upload.type == "video"]
     if videos and len(uploads) > 1:
         raise BadParameter(
             "a video is a job of its own: send one video, or photos and zips of photos "
             f"(not a photo or zip: {videos[0].name!r})"
         )
-    return ("video" if videos else "photos"), uploads, entries
+    return ("video" if videos else "photos"), uploads
+
+
+def count_entries(uploads: list[Upload], limits: archive.ArchiveLimits) -> int:
+    """The photos of a photo job: one per photo, the files of each zip."""
+    entries = 0
+    for upload in uploads:
+        if upload.type == "zip":
+            entries += zip_files(upload.stream, upload.name, limits, entries)
+        else:
+            entries += 1
+        if entries > limits.max_entries:
+            raise BadArchive(
+                f"the files hold more than {limits.max_entries} entries together "
+                "(MIDAS_JOBS_MAX_ENTRIES)"
+            )
+    return entries
+
+
+def zip_files(stream: IO[bytes], name: str, limits: archive.ArchiveLimits, taken: int) -> int:
+    """The number of files in the zip ``stream``; BadArchive when it cannot be read, holds no
+    file, or holds more entries than the job has left after ``taken``. The entries are
+    counted from the central directory's end before zipfile parses any of them."""
+    room = limits.max_entries - taken
+    try:
+        with archive.open_stream(stream, replace(limits, max_entries=room)) as zipped:
+            files = len(archive.list_entries(zipped, limits))
+    except archive.ArchiveRefused as exc:
+        if taken and "MIDAS_JOBS_MAX_ENTRIES" in str(exc):
+            raise BadArchive(
+                f"{name}: the files hold more than {limits.max_entries} entries together "
+                "(MIDAS_JOBS_MAX_ENTRIES)"
+            ) from exc
+        raise BadArchive(f"{name}: {exc}") from exc
+    finally:
+        stream.seek(0)
+    return files
+
+
+def received_bytes(uploads: list[Upload]) -> int:
+    total = 0
+    for upload in uploads:
+        total += upload.stream.seek(0, 2)
+        upload.stream.seek(0)
+    return total
 
 
 def urls(job_id: str) -> dict[str, str]:
@@ -219,12 +301,15 @@ def submit() -> Response:
         jobs_state.settings.max_unzipped_bytes,
         settings.max_upload_bytes,
     )
-    kind, uploads, entries = read_uploads(jobs_state.store, limits)
+    kind, uploads = read_uploads()
     options = read_job_options(request, kind, settings.colormap)
+    entries = count_entries(uploads, limits) if kind == "photos" else None
     job_id, owner = new_job_id(), current_owner()
-    jobs_state.store.create(job_id, owner, kind, options, uploads)
+    with jobs_state.queue.store_lock():  # the bytes received, not the declared length
+        jobs_state.store.check_room(received_bytes(uploads))
+        jobs_state.store.create(job_id, owner, kind, options, uploads)
     try:
-        jobs_state.queue.enqueue(job_id, owner, kind, entries if kind == "photos" else None)
+        jobs_state.queue.enqueue(job_id, owner, kind, entries)
     except BaseException:
         jobs_state.store.remove(job_id)
         raise
@@ -376,8 +461,13 @@ def openapi_paths(settings: JobSettings) -> dict[str, Any]:
                     ),
                     query(
                         "max_side",
-                        {"type": "integer", "minimum": 32},
-                        "video only: downscale frames to this longer side first",
+                        {
+                            "type": "integer",
+                            "minimum": 32,
+                            "maximum": VideoLimits.from_env().max_side,
+                        },
+                        "video only: downscale frames to this longer side first (ASCII digits, "
+                        "given once; at most MIDAS_VIDEO_MAX_SIDE)",
                     ),
                 ],
                 "requestBody": {
