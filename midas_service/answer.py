@@ -14,6 +14,7 @@ import numpy as np
 
 from midas_service.errors import OutputTooLarge
 from midas_service.geometry.camera import DEFAULT_FOV_DEG, fov_from_35mm
+from midas_service.geometry.view import clamp_fov
 from midas_service.images.decode import (
     ImageHeader,
     decode_pixels,
@@ -66,7 +67,7 @@ def with_camera(data: bytes, options: RenderOptions, width: int, height: int) ->
     if not KINDS[options.output].geometry or options.fov is not None:
         return options
     focal = focal_length_35mm(data)
-    fov = DEFAULT_FOV_DEG if focal is None else fov_from_35mm(focal, width, height)
+    fov = DEFAULT_FOV_DEG if focal is None else clamp_fov(fov_from_35mm(focal, width, height))
     return replace(options, fov=fov)
 
 

@@ -174,7 +174,9 @@ class JobSettings:
     max_upload_mb: float = var(
         "MIDAS_JOBS_MAX_UPLOAD_MB", 512.0, "largest POST /jobs body", above=0
     )
-    max_entries: int = var("MIDAS_JOBS_MAX_ENTRIES", 10_000, "most entries in one zip", above=0)
+    max_entries: int = var(
+        "MIDAS_JOBS_MAX_ENTRIES", 10_000, "most entries (photos, zip entries) in one job", above=0
+    )
     max_unzipped_mb: float = var(
         "MIDAS_JOBS_MAX_UNZIPPED_MB", 2048.0, "most uncompressed bytes in one zip", above=0
     )

@@ -86,8 +86,8 @@ class MissingFile(ServiceError):
 class BadArchive(ServiceError):
     code, status = "bad_archive", 400
     meaning = (
-        "a zip sent to `/jobs` that cannot be read, or holds more than `MIDAS_JOBS_MAX_ENTRIES` "
-        "files or `MIDAS_JOBS_MAX_UNZIPPED_MB` uncompressed"
+        "a zip sent to `/jobs` that cannot be read, holds no file, or holds more than "
+        "`MIDAS_JOBS_MAX_ENTRIES` entries or `MIDAS_JOBS_MAX_UNZIPPED_MB` uncompressed"
     )
 
 
@@ -123,7 +123,10 @@ class JobNotFinished(ServiceError):
 
 class TooLarge(ServiceError):
     code, status = "too_large", 413
-    meaning = "over `MIDAS_MAX_UPLOAD_MB` bytes, `MIDAS_MAX_PIXELS` pixels or 1,000,000 px a side"
+    meaning = (
+        "over `MIDAS_MAX_UPLOAD_MB` bytes, `MIDAS_MAX_PIXELS` pixels or 1,000,000 px a side; for "
+        "`/jobs`, over `MIDAS_JOBS_MAX_UPLOAD_MB` bytes or `MIDAS_JOBS_MAX_ENTRIES` file parts"
+    )
 
 
 class ImageTooLarge(TooLarge, ImageError):

@@ -23,6 +23,7 @@ from midas_service.errors import BadParameter
 from midas_service.geometry.camera import DEFAULT_FOV_DEG
 from midas_service.geometry.depth import DEFAULT_FAR, DEFAULT_NEAR
 from midas_service.geometry.grid import DEFAULT_MAX_SIDE, MAX_GRID_SIDE, MIN_GRID_SIDE
+from midas_service.geometry.view import FAR_MAX, FOV_MAX_DEG, FOV_MIN_DEG, NEAR_MIN
 from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
 from midas_service.images.outputs import FORMATS, KINDS
 
@@ -91,13 +92,14 @@ class Option:
             raise BadParameter(f"{self.name} must be {kind}{self._range()}; got {number:g}")
 
     def _range(self) -> str:
-        if self.low is not None and self.high is not None:
-            word = "between" if self.open_low or self.open_high else "from"
-            joint = "and" if word == "between" else "to"
-            return f" {word} {self.low:g} {joint} {self.high:g}"
+        if self.low is not None and self.high is not None and not (self.open_low or self.open_high):
+            return f" from {self.low:g} to {self.high:g}"
+        parts = []
         if self.low is not None:
-            return f" above {self.low:g}" if self.open_low else f", at least {self.low:g}"
-        return ""
+            parts.append(f"{'above' if self.open_low else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.open_high else 'at most'} {self.high:g}")
+        return (" " + " and ".join(parts)) if parts else ""
 
     def schema(self) -> dict[str, Any]:
         """The OpenAPI schema of the value."""
@@ -136,15 +138,21 @@ FOV = Option(
     "number",
     f"3D: horizontal angle of view in degrees (default: from EXIF, else {DEFAULT_FOV_DEG:g})",
     None,
-    low=0,
-    high=180,
-    open_low=True,
-    open_high=True,
+    low=FOV_MIN_DEG,
+    high=FOV_MAX_DEG,
 )
 NEAR = Option(
-    "near", "number", "3D: depth of the nearest point", DEFAULT_NEAR, low=0, open_low=True
+    "near",
+    "number",
+    "3D: depth of the nearest point; below far",
+    DEFAULT_NEAR,
+    low=NEAR_MIN,
+    high=FAR_MAX,
+    open_high=True,
 )
-FAR = Option("far", "number", "3D: depth of the farthest point; above near", DEFAULT_FAR)
+FAR = Option(
+    "far", "number", "3D: depth of the farthest point; above near", DEFAULT_FAR, high=FAR_MAX
+)
 GRID_SIDE = Option(
     "grid_side",
     "whole",

@@ -269,3 +269,40 @@ def test_backends_and_rendering_versions_never_share_an_entry(
     assert [cache_note(post(app)) for app in (torchscript, onnx)] == ["hit", "hit"]
     monkeypatch.setattr("midas_service.web.cache.RENDER_VERSION", 10**6)
     assert cache_note(post(torchscript)) == "miss"
+
+
+def glb_extras(body: bytes) -> dict:
+    """``asset.extras`` of a GLB: the fov, near, far and grid it was made with."""
+    import json
+    import struct
+
+    length, _ = struct.unpack_from("<II", body, 12)
+    return json.loads(body[20 : 20 + length])["asset"]["extras"]
+
+
+def test_every_3d_option_is_part_of_the_key(cached_client, jpeg_640x480):
+    """A mesh with another camera, other planes or another grid is another answer: each is a
+    miss, and each body holds its own options (a key of output, format and colormap alone
+    would answer fov=90 with the fov=60 mesh)."""
+    base = {"output": "mesh", "fov": "60", "near": "1", "far": "10", "grid_side": "16"}
+
+    def mesh(**changes: str):
+        query = base | changes
+        response = cached_client.post(
+            "/predict", query_string=query, data=jpeg_640x480, content_type="image/jpeg"
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response
+
+    first = mesh()
+    assert cache_note(mesh()) == "hit"
+    assert glb_extras(first.data)["fov_deg"] == pytest.approx(60)
+    variants = {"fov": "90", "near": "2", "far": "20", "grid_side": "24"}
+    for name, value in variants.items():
+        response = mesh(**{name: value})
+        assert cache_note(response) == "miss", f"{name}={value} was answered from another entry"
+        extras = glb_extras(response.data)
+        got = {"fov": extras["fov_deg"], "near": extras["near"], "far": extras["far"]}
+        got["grid_side"] = max(extras["grid"])
+        assert got[name] == pytest.approx(float(value)), (name, extras)
+        assert response.data != first.data

@@ -396,7 +396,12 @@ def test_openapi_lists_the_3d_outputs_and_parameters(client):
     assert {"pointcloud", "mesh"} <= set(parameters["output"]["schema"]["enum"])
     assert {"ply", "glb"} <= set(parameters["format"]["schema"]["enum"])
     assert parameters["grid_side"]["schema"]["maximum"] == 1024
-    assert parameters["fov"]["schema"]["exclusiveMaximum"] == 180
+    assert (parameters["fov"]["schema"]["minimum"], parameters["fov"]["schema"]["maximum"]) == (
+        1,
+        179,
+    )
+    assert parameters["near"]["schema"]["minimum"] == 1e-6
+    assert parameters["far"]["schema"]["maximum"] == 1e6
     media = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]
     assert "model/gltf-binary" in media and "application/x-ply" in media
 
@@ -447,3 +452,41 @@ def test_cli_refuses_a_bad_fov_in_one_line(model_path, photo_dir, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--fov" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def exif_jpeg(width: int, height: int, focal_35mm: int, orientation: int = 1) -> bytes:
+    """A ``width`` x ``height`` JPEG (as stored) with FocalLengthIn35mmFilm and Orientation."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x8769] = {0xA405: focal_35mm}
+    buffer = io.BytesIO()
+    Image.fromarray(photo(width, height)).save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("stored", "orientation", "upright"),
+    [((120, 80), 1, (120, 80)), ((80, 120), 1, (80, 120)), ((120, 80), 6, (80, 120))],
+    ids=["landscape", "portrait", "landscape-turned-by-exif"],
+)
+def test_the_exif_camera_of_a_non_square_photo_through_predict(
+    client, stored, orientation, upright
+):
+    """The angle from EXIF is horizontal across the upright photo's width: the GLB's camera
+    and the vertices follow the formula of docs/3d.md, computed here from scratch."""
+    data = exif_jpeg(*stored, focal_35mm=28, orientation=orientation)
+    width, height = upright
+    half_diagonal = math.atan(math.hypot(36, 24) / (2 * 28))
+    tan_half = math.tan(half_diagonal) * width / math.hypot(width, height)
+    focal = (width / 2) / tan_half
+    gltf, blob = read_glb(predicted(client, data, output="mesh", grid_side="200").data)
+    assert gltf.asset.extras["fov_deg"] == pytest.approx(math.degrees(2 * math.atan(tan_half)))
+    camera = gltf.cameras[0].perspective
+    assert camera.aspectRatio == pytest.approx(width / height)
+    assert camera.yfov == pytest.approx(2 * math.atan((height / 2) / focal))
+    points = accessor(gltf, blob, gltf.meshes[0].primitives[0].attributes.POSITION)
+    assert gltf.asset.extras["grid"] == [width, height] and len(points) == width * height
+    corner = points[0]  # pixel (0, 0): X = (0.5 - W/2) / f * d, Y = -(0.5 - H/2) / f * d
+    depth = -corner[2]
+    assert corner[0] == pytest.approx((0.5 - width / 2) / focal * depth, rel=1e-5)
+    assert corner[1] == pytest.approx(-(0.5 - height / 2) / focal * depth, rel=1e-5)

@@ -112,6 +112,19 @@ def predict(client, photo: bytes, **query) -> bytes:
     return response.data
 
 
+def long_archive(count: int) -> bytes:
+    """A zip of ``count`` copies of one 32x32 photo: each a full run of the network at 256x256
+    (milliseconds on any CPU), so a job of hundreds or thousands of them is long by
+    construction while the zip stays small and quick to make."""
+    photo = small_photos(1, 32, 32)[0]
+    return zip_bytes({f"{i}.jpg": photo for i in range(count)})
+
+
+def running(body: dict) -> bool:
+    """Started, and the attempt counted: what a signal or cancel may interrupt."""
+    return body["status"] == "started" and body["attempts"] >= 1
+
+
 def result_zip(client, job_id: str) -> zipfile.ZipFile:
     response = client.get(f"/jobs/{job_id}/result")
     assert response.status_code == 200 and response.mimetype == "application/zip"
@@ -264,9 +277,9 @@ def test_bad_requests(client):
 def test_cancel_a_queued_job_and_a_running_one(model_path, redis_url, workdir, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-cancel")
     client = make_app(model_path, jobs).test_client()
-    # Enough photos (about 8 s of work) that the cancel lands well before the end.
-    photos = small_photos(200)
-    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(photos)})
+    # 2,000 photos: the job outlasts, on any machine, the cancel that follows its first
+    # progress step by one poll (and the worker's next progress step, at most 0.5 s later).
+    archive = long_archive(2000)
     # No worker on this queue yet: the job waits, and a cancel takes it out of the queue.
     queued = submit(client, [("a.zip", archive)])
     response = client.delete(f"/jobs/{queued['id']}")
@@ -281,7 +294,10 @@ def test_cancel_a_queued_job_and_a_running_one(model_path, redis_url, workdir, t
         assert client.delete(f"/jobs/{running['id']}").status_code == 202
         body = poll(client, running["id"], finished)
     assert body["status"] == "canceled" and body["error"] == "canceled by its owner"
-    assert 0 < body["progress"]["done"] < 200
+    assert 0 < body["progress"]["done"] < 2000
+    # The partial result went with the run: only the upload and the record stay until deleted.
+    kept = sorted(p.name for p in (jobs.directory / running["id"]).rglob("*"))
+    assert not [name for name in kept if "result" in name or name.endswith(".part")], kept
     assert client.get(f"/jobs/{running['id']}/result").status_code == 409
     # Deleting a job that is over removes it and its files.
     assert client.delete(f"/jobs/{running['id']}").status_code == 204
@@ -346,10 +362,11 @@ def worker_of(redis_url: str, job_id: str) -> str:
 
 
 def kill_the_busy_one(client, redis_url: str, job_id: str, workers: dict) -> float:
-    """Once the job has made progress, SIGKILL whichever of ``workers`` (name -> process)
-    runs it; the time of the kill. Both are up before the job is queued, so the other one is
-    there to take over however quickly the job would have finished."""
-    poll(client, job_id, lambda b: b["status"] == "started" and b["progress"]["done"] > 0)
+    """Once the job runs, SIGKILL whichever of ``workers`` (name -> process) runs it; the time
+    of the kill. Both are up before the job is queued, so the other one is there to take it
+    over. The readiness is the job's own start (status and attempt written before any work),
+    not its first progress write, which comes at most every 0.5 s."""
+    poll(client, job_id, running)
     victim = workers[worker_of(redis_url, job_id)]
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -359,8 +376,11 @@ def kill_the_busy_one(client, redis_url: str, job_id: str, workers: dict) -> flo
 def test_sigkill_mid_job_is_taken_over_by_another_worker(model_path, redis_url, workdir, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-kill")
     client = make_app(model_path, jobs).test_client()
-    photos = small_photos(60)
-    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(photos)})
+    # 300 runs of the network: longer, on any machine, than the one poll between the job's
+    # start and the kill; the taken-over attempt runs them all again.
+    count = 300
+    photo = small_photos(1, 32, 32)[0]
+    archive = long_archive(count)
     env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
     with worker("kill-a", env, workdir) as first, worker("kill-b", env, workdir) as second:
         job = submit(client, [("a.zip", archive)])
@@ -369,12 +389,12 @@ def test_sigkill_mid_job_is_taken_over_by_another_worker(model_path, redis_url, 
         )
         body = poll(client, job["id"], lambda b: b["attempts"] == 2)
         taken_over = time.monotonic() - killed
-        body = poll(client, job["id"], finished)
+        body = poll(client, job["id"], finished, timeout=600)
     assert body["status"] == "finished" and body["attempts"] == 2, body
-    assert body["summary"]["ok"] == 60 and body["progress"] == {"done": 60, "total": 60}
+    assert body["summary"]["ok"] == count and body["progress"] == {"done": count, "total": count}
     assert taken_over <= jobs.takeover_bound_s + 5  # the bound, plus a poll on a busy machine
     outputs = result_zip(client, job["id"])
-    assert outputs.read("7.jpg") == predict(client, photos[7])
+    assert outputs.read("7.jpg") == outputs.read(f"{count - 1}.jpg") == predict(client, photo)
     print(
         f"killed worker's job taken over after {taken_over:.1f} s (bound {jobs.takeover_bound_s} s)"
     )
@@ -385,7 +405,7 @@ def test_sigkill_without_retries_fails_the_job_with_a_reason(
 ):
     jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-kill0", retries=0)
     client = make_app(model_path, jobs).test_client()
-    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(small_photos(60))})
+    archive = long_archive(2000)  # never finishes before the kill; nothing waits for its end
     env = worker_env(
         redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue, MIDAS_JOBS_RETRIES="0"
     )
@@ -400,15 +420,15 @@ def test_sigkill_without_retries_fails_the_job_with_a_reason(
 def test_sigterm_lets_the_current_job_finish(model_path, redis_url, workdir, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-term")
     client = make_app(model_path, jobs).test_client()
-    archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(small_photos(20))})
+    archive = long_archive(300)  # outlasts the one poll between its start and the SIGTERM
     env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
     with worker("terminated", env, workdir) as process:
         job = submit(client, [("a.zip", archive)])
-        poll(client, job["id"], lambda b: b["status"] == "started" and b["progress"]["done"] > 0)
+        poll(client, job["id"], running)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=120) == 0
+        assert process.wait(timeout=600) == 0
     body = client.get(f"/jobs/{job['id']}").get_json()
-    assert body["status"] == "finished" and body["summary"]["ok"] == 20 and body["attempts"] == 1
+    assert body["status"] == "finished" and body["summary"]["ok"] == 300 and body["attempts"] == 1
 
 
 def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
@@ -469,6 +489,22 @@ def test_video_round_trip(client, running_worker):
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9
     ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
     assert ranged.status_code == 206 and len(ranged.data) == 100  # a <video> can seek
+
+
+def test_a_video_job_is_made_at_its_max_side(client, running_worker):
+    """max_side=48 on a 96 x 64 clip: every frame of the result is 48 x 32, in both passes of
+    the clip scale (24 steps for 12 frames)."""
+    import av
+
+    job = submit(client, [("clip.mp4", clip_bytes())], max_side="48")
+    body = poll(client, job["id"], finished, timeout=300)
+    assert body["status"] == "finished", body
+    assert body["progress"] == {"done": 24, "total": 24}
+    assert (body["summary"]["video"]["width"], body["summary"]["video"]["height"]) == (48, 32)
+    response = client.get(f"/jobs/{job['id']}/result")
+    with av.open(io.BytesIO(response.data)) as container:
+        shapes = [f.to_ndarray(format="rgb24").shape for f in container.decode(video=0)]
+    assert shapes == [(32, 48, 3)] * 12
 
 
 def test_metrics_count_jobs_by_outcome(client, running_worker):

@@ -184,6 +184,31 @@ def test_the_real_measurement_runs_both_engines_on_the_example_photos(model_path
     assert measured.spearman == pytest.approx(1.0)
 
 
+@pytest.mark.skipif(not CPU_HAS_BF16, reason="this CPU has no bf16 units")
+def test_the_gate_compares_real_bf16_with_a_fp32_reference(model_path):
+    """On a CPU with bf16 units: the start gate's figure is bf16 against fp32, the one this
+    test computes with an fp32 engine of its own; a reference built in the served precision
+    would compare bf16 with itself and find nothing."""
+    from midas_service.images.decode import read_image_file
+    from midas_service.inference import deviation
+    from midas_service.inference.pipeline import DepthEstimator
+
+    settings = Settings(
+        model_path=model_path, backend="openvino", precision="bf16", openvino_cache_dir=None
+    )
+    served = load_engine(model_path, "openvino", 1, precision="bf16")
+    measured = measure_against_fp32(settings, served)
+    fp32 = load_engine(model_path, "openvino", 1)
+    photos = [read_image_file(path) for path in deviation.photos_in()]
+    expected = deviation.worst(
+        deviation.measure(DepthEstimator(served), DepthEstimator(fp32), photos)
+    )
+    assert expected.max_abs > 1e-4, "bf16 computed exactly what fp32 does: not bf16"
+    assert measured.photos == expected.photos == len(photos)
+    assert measured.max_abs == pytest.approx(expected.max_abs, rel=1e-3)
+    assert measured.aligned_mean_abs == pytest.approx(expected.aligned_mean_abs, rel=1e-3)
+
+
 def test_a_different_engine_measures_far(model_path, photo_dir):
     """The measurement sees a real difference: the ONNX network with every output doubled
     plus a ramp is far in raw and aligned terms."""

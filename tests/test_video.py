@@ -230,21 +230,43 @@ def test_a_crash_leaves_nothing_under_the_final_name(
     assert not out.exists() and leftovers(tmp_path) == [] and list(spill.iterdir()) == []
 
 
+@pytest.mark.parametrize("output", ["heatmap", "side", "depth16"])
+def test_clip_scale_progress_counts_every_frame_once_per_pass(
+    estimator, clip: Path, tmp_path: Path, output: str
+):
+    """16 frames, two passes: 32 steps, each reported against the total of 32, so the share
+    done never passes 100 % (a job's ETA, (total - done) times the time per step, never
+    goes negative)."""
+    seen: list[tuple[int, int | None]] = []
+    out = tmp_path / ("depth.mkv" if output == "depth16" else "depth.mp4")
+    options = VideoOptions(output=output, scale="clip", limits=VideoLimits(spill_dir=tmp_path))
+    report = convert_video(clip, out, estimator, options, lambda d, t: seen.append((d, t)))
+    assert report.frames == 16 and report.passes == 2
+    assert seen == [(step, 32) for step in range(1, 33)]
+
+
 def test_ctrl_c_on_the_command_leaves_nothing(model_path: Path, tmp_path: Path):
-    src = make_clip(tmp_path / "long.mp4", frames=200, audio=False, preset="ultrafast")
+    # Long by construction: 20,000 frames are 20,000 runs of the network at 256x256 (seconds
+    # per thousand on any CPU), while the signal follows the first spilled frame within one
+    # poll. Tiny identical frames keep the clip itself cheap to make (about a second).
+    frames = 20_000
+    src = make_clip(
+        tmp_path / "long.mp4", frames=frames, width=32, height=32, audio=False, preset="ultrafast"
+    )
     spill = tmp_path / "spill"
     spill.mkdir()
     out = tmp_path / "depth.mp4"
     command = [sys.executable, "-m", "midas_service", "video", str(src), "-o", str(out)]
+    env = {"MIDAS_VIDEO_SPILL_DIR": str(spill), "MIDAS_VIDEO_MAX_FRAMES": str(frames)}
     process = subprocess.Popen(
         [*command, "--model", str(model_path), "--backend", "onnxruntime"],
         cwd=ROOT,
-        env={**os.environ, "MIDAS_VIDEO_SPILL_DIR": str(spill)},
+        env={**os.environ, **env},
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a bound for a hang: model load included
         # Ready when the first depth frame has been spilled: the conversion is under way.
         while not any(p.stat().st_size > 0 for p in spill.iterdir()):
             assert process.poll() is None and time.monotonic() < deadline

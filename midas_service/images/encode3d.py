@@ -33,8 +33,32 @@ LINEAR, LINEAR_MIPMAP_LINEAR, CLAMP_TO_EDGE = 9729, 9987, 33071
 TRIANGLES, POINTS = 4, 0
 
 
+class NonFiniteGeometry(ValueError):
+    """A surface with an infinite or NaN number: never written (the 3D parameters' ranges
+    should make it impossible; reaching this is a fault of the service, not of the photo)."""
+
+
+def check_finite(surface: Surface) -> None:
+    """Raise :class:`NonFiniteGeometry` unless every number a file would hold is finite and
+    the camera is a real one (glTF requires yfov > 0 and zfar > znear > 0)."""
+    camera = surface.camera
+    scalars = (camera.focal, camera.vertical_fov_deg, surface.near, surface.far)
+    if not (
+        np.isfinite(surface.points).all()
+        and np.isfinite(surface.uv).all()
+        and all(np.isfinite(scalars))
+        and camera.vertical_fov_deg > 0
+        and 0 < surface.near < surface.far
+    ):
+        raise NonFiniteGeometry(
+            f"the 3D surface has numbers out of range (fov {camera.horizontal_fov_deg:g}, "
+            f"near {surface.near:g}, far {surface.far:g}): not written"
+        )
+
+
 def to_ply(surface: Surface) -> bytes:
     """Binary little-endian PLY: one vertex per grid point, xyz float32 and rgb uchar."""
+    check_finite(surface)
     count = len(surface.points)
     header = (
         "ply\n"
@@ -176,6 +200,7 @@ def _gltf_document(surface: Surface, binary: _Binary, image_view: int) -> dict[s
 def to_glb(surface: Surface, texture: bytes) -> bytes:
     """GLB of the grid mesh, textured with ``texture`` (JPEG bytes of the photo), with the
     photo's camera as a glTF camera node (at the origin, looking down -Z)."""
+    check_finite(surface)
     binary = _Binary()
     image_view = binary.add(texture)
     document = _gltf_document(surface, binary, image_view)
@@ -185,7 +210,7 @@ def to_glb(surface: Surface, texture: bytes) -> bytes:
         "far": surface.far,
         "grid": [surface.grid.width, surface.grid.height],
     }
-    text = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
     text += b" " * (-len(text) % 4)
     body = binary.bytes()
     length = 12 + 8 + len(text) + 8 + len(body)

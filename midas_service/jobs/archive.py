@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import re
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 READ_CHUNK = 1024 * 1024
 DRIVE = re.compile(r"^[A-Za-z]:")
+# The zip format's fixed records (APPNOTE 4.3.12, 4.3.14-16): signature, then the fields used.
+END_RECORD = struct.Struct("<4s4H2LH")  # end of central directory: 22 bytes + comment
+END_RECORD_64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory: 56 bytes
+LOCATOR_64 = struct.Struct("<4sLQL")  # zip64 end of central directory locator: 20 bytes
+CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")  # one central directory entry: 46 bytes + names
+MAX_COMMENT = 0xFFFF
 
 
 class ArchiveRefused(ValueError):
@@ -76,6 +85,78 @@ def entry_problem(info: zipfile.ZipInfo, limits: ArchiveLimits) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class CentralDirectory:
+    """What the central directory holds, counted without building an object per entry."""
+
+    entries: int  # every record, folders included (at most the limit + 1: counting stops)
+    files: int  # records whose name does not end in "/"
+
+
+def central_directory(stream: IO[bytes], limit: int) -> CentralDirectory:
+    """Count the central directory's records from the end record on, before any is parsed.
+
+    The end record's entry count is checked first; then the records are walked (46 bytes and
+    their name each, nothing kept) up to ``limit`` + 1, since zipfile reads every record the
+    directory's size covers, whatever the count says. ArchiveRefused past ``limit``, or when
+    the end records cannot be found.
+    """
+    start, size, declared = _directory_bounds(stream)
+    if declared > limit:
+        raise ArchiveRefused(_too_many(declared, limit))
+    stream.seek(start)
+    entries = files = read = 0
+    while read + CENTRAL_HEADER.size <= size:
+        header = stream.read(CENTRAL_HEADER.size)
+        fields = CENTRAL_HEADER.unpack(header) if len(header) == CENTRAL_HEADER.size else None
+        if fields is None or fields[0] != b"PK\x01\x02":
+            break  # zipfile refuses a broken directory in its own words
+        name_length, extra_length, comment_length = fields[12], fields[13], fields[14]
+        name = stream.read(name_length)
+        stream.seek(extra_length + comment_length, 1)
+        read += CENTRAL_HEADER.size + name_length + extra_length + comment_length
+        entries += 1
+        files += not name.endswith(b"/")
+        if entries > limit:
+            raise ArchiveRefused(_too_many(f"more than {limit}", limit))
+    return CentralDirectory(entries, files)
+
+
+def _too_many(count: object, limit: int) -> str:
+    return (
+        f"the archive holds {count} entries (files and folders), more than the limit of "
+        f"{limit} (MIDAS_JOBS_MAX_ENTRIES)"
+    )
+
+
+def _directory_bounds(stream: IO[bytes]) -> tuple[int, int, int]:
+    """(start, size, declared entries) of the central directory, zip64 included."""
+    end = stream.seek(0, 2)
+    tail_start = max(0, end - END_RECORD.size - MAX_COMMENT)
+    stream.seek(tail_start)
+    tail = stream.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < END_RECORD.size:
+        raise ArchiveRefused("not a readable zip archive: no end of central directory record")
+    record = END_RECORD.unpack_from(tail, at)
+    location = tail_start + at
+    declared, size, offset = record[4], record[5], record[6]
+    if 0xFFFF in (declared,) or 0xFFFFFFFF in (size, offset):
+        locator_at = location - LOCATOR_64.size
+        stream.seek(max(0, locator_at))
+        locator = stream.read(LOCATOR_64.size)
+        if locator_at >= 0 and locator.startswith(b"PK\x06\x07"):
+            location = locator_at - END_RECORD_64.size  # where zipfile looks for it
+            stream.seek(max(0, location))
+            raw = stream.read(END_RECORD_64.size)
+            if location < 0 or len(raw) < END_RECORD_64.size or not raw.startswith(b"PK\x06\x06"):
+                raise ArchiveRefused("not a readable zip archive: broken zip64 end record")
+            record64 = END_RECORD_64.unpack(raw)
+            declared, size = record64[7], record64[8]
+    # As zipfile does: the directory ends where the end record starts (data may precede it).
+    return max(0, location - size), size, declared
+
+
 def list_entries(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
     """The file entries (directories left out), after the whole-archive limits."""
     infos = [info for info in archive.infolist() if not info.is_dir()]
@@ -106,20 +187,35 @@ def read_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, bound: int) ->
 
 
 def count_entries(path: Path, limits: ArchiveLimits) -> int:
-    with open_zip(path) as archive:
+    with open_zip(path, limits) as archive:
         return len(list_entries(archive, limits))
 
 
-def open_zip(path: Path) -> zipfile.ZipFile:
+def open_stream(stream: IO[bytes], limits: ArchiveLimits) -> zipfile.ZipFile:
+    """The zip in ``stream``, opened once its central directory is known to be within the
+    entry limit and to hold at least one file."""
+    if central_directory(stream, limits.max_entries).files == 0:
+        raise ArchiveRefused("the archive holds no files (only folders, or nothing)")
+    stream.seek(0)
     try:
-        return zipfile.ZipFile(path)
+        return zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise ArchiveRefused(f"not a readable zip archive: {exc}") from exc
 
 
+@contextmanager
+def open_zip(path: Path, limits: ArchiveLimits) -> Iterator[zipfile.ZipFile]:
+    try:
+        stream = path.open("rb")  # closed by the with below
+    except OSError as exc:
+        raise ArchiveRefused(f"not a readable zip archive: {exc}") from exc
+    with stream, open_stream(stream, limits) as archive:
+        yield archive
+
+
 def read_entries(path: Path, limits: ArchiveLimits) -> Iterator[Entry]:
     """Every file entry of the zip at ``path``, in archive order, read within the limits."""
-    with open_zip(path) as archive:
+    with open_zip(path, limits) as archive:
         infos = list_entries(archive, limits)
         budget = limits.max_total_bytes  # what is really read, whatever the headers claim
         for info in infos:

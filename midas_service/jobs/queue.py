@@ -13,12 +13,15 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from midas_service.config import JobSettings
 from midas_service.errors import JobsUnavailable
 
 TASK = "midas_service.jobs.tasks.run"
+STORE_LOCK_S = 300  # longest a web process may hold the store lock (copying one upload)
+STORE_LOCK_WAIT_S = 60  # longest an upload waits for it, then 503 jobs_unavailable
 STATUSES = ("queued", "started", "finished", "failed", "canceled")
 # RQ's states, as this API names them
 RQ_STATUS = {
@@ -85,6 +88,31 @@ class JobQueue:
             return function(*args, **kwargs)
         except self._errors as exc:
             raise JobsUnavailable(f"the job queue is unreachable: {exc}") from exc
+
+    @contextlib.contextmanager
+    def store_lock(self) -> Iterator[None]:
+        """Held while a job's folder is made, by every web process on this Redis: the quota
+        check and the files it counts happen as one step, so parallel uploads cannot all
+        pass one check and overshoot MIDAS_JOBS_MAX_MB together."""
+        from redis.exceptions import LockError
+
+        self._require()
+        lock = self.redis.lock(  # type: ignore[union-attr]
+            f"{self.settings.prefix}jobs:store-lock",
+            timeout=STORE_LOCK_S,
+            blocking_timeout=STORE_LOCK_WAIT_S,
+        )
+        try:
+            acquired = self.call(lock.acquire)
+        except LockError as exc:
+            raise JobsUnavailable(f"the job store is busy: {exc}") from exc
+        if not acquired:
+            raise JobsUnavailable("the job store is busy with other uploads; retry")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(LockError, *self._errors):  # expired: its TTL freed it
+                lock.release()
 
     def ping(self) -> None:
         self.call(lambda: self.redis.ping())  # type: ignore[union-attr]

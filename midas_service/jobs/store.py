@@ -15,6 +15,7 @@ run by the workers' maintenance and before each new job is accepted.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,7 +33,18 @@ from midas_service.errors import QuotaExceeded
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+PARTIAL = (".*.part", "midas-depth-*.f32")  # files of an attempt in progress
 SPOOL_IN_MEMORY = 1024 * 1024  # uploads smaller than this never touch the disk while received
+
+
+def no_room(exc: OSError, path: Path) -> QuotaExceeded | None:
+    """QuotaExceeded for a write that found the store's disk full, else None."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return QuotaExceeded(
+        f"the job store's disk is full ({path}: {exc.strerror}); retry when older jobs have "
+        "expired or been deleted"
+    )
 
 
 class NoSuchJob(Exception):
@@ -68,11 +80,14 @@ class JobStore:
     def ensure(self) -> None:
         (self.root / ".incoming").mkdir(parents=True, exist_ok=True)
 
-    def spool(self) -> IO[bytes]:
-        """A file for an upload being received: in memory while small, then an anonymous file
-        on the store's own disk (the upload may be far larger than the memory limit)."""
+    def spool(self, in_memory: int = SPOOL_IN_MEMORY) -> IO[bytes]:
+        """A file for an upload being received: in memory while under ``in_memory`` bytes,
+        then an anonymous file on the store's own disk (the upload may be far larger than the
+        memory limit)."""
         self.ensure()
-        return tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.root / ".incoming")  # type: ignore[call-overload]
+        if in_memory <= 0:  # SpooledTemporaryFile(0) would never leave memory
+            return tempfile.TemporaryFile(dir=self.root / ".incoming")
+        return tempfile.SpooledTemporaryFile(in_memory, dir=self.root / ".incoming")  # type: ignore[call-overload]
 
     def folder(self, job_id: str) -> Path:
         if not JOB_ID.match(job_id):
@@ -127,8 +142,11 @@ class JobStore:
                 "expires": created + self.ttl_s,
             }
             write_json(folder / "job.json", record)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            full = no_room(exc, self.root) if isinstance(exc, OSError) else None
+            if full is not None:
+                raise full from exc
             raise
         return folder
 
@@ -137,6 +155,19 @@ class JobStore:
             return json.loads((self.folder(job_id) / "job.json").read_text())
         except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as exc:
             raise NoSuchJob(job_id) from exc
+
+    def remove_partial(self, job_id: str) -> list[str]:
+        """Remove what an interrupted attempt leaves in the job's folder (``.*.part`` files
+        being written, the clip scale's ``midas-depth-*.f32`` spill); the names removed."""
+        removed = []
+        folder = self.folder(job_id)
+        for pattern in PARTIAL:
+            for path in folder.glob(pattern):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        if removed:
+            log.info("job %s: removed %s left by an interrupted attempt", job_id, removed)
+        return removed
 
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)

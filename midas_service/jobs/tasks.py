@@ -12,7 +12,7 @@ import logging
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -96,8 +96,19 @@ class Progress:
         self.last = now
         if self.job is None:
             return
-        if self.context.redis.exists(self.key):
+        from redis.exceptions import RedisError
+
+        try:
+            canceled = self.context.redis.exists(self.key)
+            if not canceled:
+                self.write(now, done, total)
+        except RedisError as exc:  # a blip: the job goes on; the next step tries again
+            log.warning("job %s: progress not written, Redis unreachable (%s)", self.job.id, exc)
+            return
+        if canceled:
             raise JobCanceled("canceled by its owner")
+
+    def write(self, now: float, done: int, total: int | None) -> None:
         elapsed = now - self.started
         eta = elapsed / done * (total - done) if total and done else None
         self.job.meta["progress"] = {"done": done, "total": total}
@@ -120,6 +131,7 @@ def run(job_id: str) -> dict[str, Any]:
     job = get_current_job()
     record = context.store.read(job_id)
     folder = context.store.folder(job_id)
+    context.store.remove_partial(job_id)  # what a killed worker's attempt left
     if job is not None:
         job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
         job.meta["started"] = time.time()
@@ -294,7 +306,9 @@ def run_video(
     source = folder / record["inputs"][0]["file"]
     target = folder / video_result_name(record["options"])
     try:
-        options = video_options(record["options"], context.video)
+        # The clip scale's raw depth goes into the job's folder: on the store's volume, counted
+        # in its quota, and removed with the job (or by the next attempt after a kill).
+        options = video_options(record["options"], replace(context.video, spill_dir=folder))
         options.validate()
     except ValueError as exc:
         raise JobInputError(str(exc)) from exc

@@ -80,6 +80,12 @@ def make_exception_handler(settings: JobSettings, redis: Any):
             log.error("job %s failed", job.id, exc_info=(exc_type, exc, tb) if exc else None)
         else:
             log.warning("job %s: %s%s", job.id, reason, " (back to the queue)" if retried else "")
+        if not retried:  # a dead worker's partial files (a re-run removes them itself)
+            try:
+                store = JobStore(settings.directory, settings.max_store_bytes, settings.ttl_s)
+                store.remove_partial(str(job.args[0]) if job.args else job.id)
+            except Exception:
+                log.exception("could not clean the folder of job %s", job.id)
         try:
             job.meta["failure"] = {
                 "reason": reason,

@@ -9,6 +9,7 @@ a crash or Ctrl-C never leaves a file under the final name.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import av
 import numpy as np
 
+from midas_service.config import VideoLimits
 from midas_service.images import visualize
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.errors import TruncatedVideo, VideoError
@@ -107,6 +109,16 @@ def convert_video(
 def to_float(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB -> float32 in [0, 1]: the arithmetic of images.decode.to_float_rgb."""
     return np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
+
+
+def most_frames(info: VideoInfo, limits: VideoLimits) -> int:
+    """The frames the clip scale may spill: the declared count, else the declared duration
+    at the frame rate, else the most the reader lets through (MIDAS_VIDEO_MAX_FRAMES and
+    MIDAS_VIDEO_MAX_SECONDS at the frame rate)."""
+    if info.frame_count is not None:
+        return info.frame_count
+    seconds = info.duration_s if info.duration_s is not None else limits.max_seconds
+    return min(limits.max_frames, math.ceil(seconds * float(info.rate)) + 1)
 
 
 class _Conversion:
@@ -232,7 +244,7 @@ class _Conversion:
     def two_passes(self, reader: VideoReader) -> VideoReport:
         info = reader.info
         folder = self.limits.spill_folder()
-        check_spill_room(folder, info.frame_count, info.height, info.width)
+        check_spill_room(folder, most_frames(info, self.limits), info.height, info.width)
         total = 2 * info.frame_count if info.frame_count else None
         with DepthSpill(folder, info.height, info.width) as spill:
             timestamps: list[int] = []

@@ -115,10 +115,8 @@ class DepthSpill:
         self.path.unlink(missing_ok=True)
 
 
-def check_spill_room(folder: Path, frames: int | None, height: int, width: int) -> None:
-    """Refuse up front when the declared length cannot fit in the spill folder."""
-    if frames is None:
-        return
+def check_spill_room(folder: Path, frames: int, height: int, width: int) -> None:
+    """Refuse up front when ``frames`` depth frames cannot fit in the spill folder."""
     need = frames * height * width * 4
     free = shutil.disk_usage(folder).free
     if need > free * 0.9:

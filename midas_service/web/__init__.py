@@ -21,6 +21,7 @@ from midas_service.web.api import api
 from midas_service.web.cache import open_store
 from midas_service.web.errors import register_error_handlers
 from midas_service.web.jobs import install_jobs
+from midas_service.web.multipart import ServiceRequest
 from midas_service.web.page import page
 from midas_service.web.security import install_security
 from midas_service.web.unread_body import DiscardUnreadBody
@@ -65,12 +66,15 @@ def create_app(
     app.register_blueprint(page)
     register_error_handlers(app)
     _install_request_hooks(app)
+    app.request_class = ServiceRequest
     install_security(app, settings)  # after the request ids: its 401s carry one
-    install_jobs(app, settings, jobs)  # after install_security: its request class extends it
-    # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413.
+    install_jobs(app, jobs or settings.jobs)
+    # Oversize bodies up to twice the limit are read and dropped, so the client hears the 413
+    # (and /jobs' 401, 503 and 507, answered before its larger body is read).
     # Flask's documented middleware hook, which mypy sees as assigning to a method.
+    jobs_bound = 2 * app.extensions["midas_jobs"].settings.max_upload_bytes
     app.wsgi_app = DiscardUnreadBody(  # type: ignore[method-assign]
-        app.wsgi_app, bound=2 * settings.max_upload_bytes
+        app.wsgi_app, bound=2 * settings.max_upload_bytes, paths={"/jobs": jobs_bound}
     )
     overload.install(app, settings)
     if settings.trusted_proxies:

@@ -2,13 +2,14 @@
 
 The web side only stores the upload in a job folder and puts the job's id on the queue; a
 worker process (``python -m midas_service worker``) does the work. Redis being down makes
-/jobs answer 503 ``jobs_unavailable`` and leaves /predict alone.
+/jobs answer 503 ``jobs_unavailable`` and leaves /predict alone. Reading the upload is
+``job_uploads.py``; spooling it to the store, ``multipart.py``; the OpenAPI part, ``openapi.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -24,20 +25,19 @@ from flask import (
 
 from midas_service import options
 from midas_service.config import JobSettings, Settings
-from midas_service.errors import (
-    BadArchive,
-    BadParameter,
-    JobNotFinished,
-    JobNotFound,
-    MissingFile,
-    TooLarge,
-)
+from midas_service.errors import JobNotFinished, JobNotFound, TooLarge
 from midas_service.jobs import archive
 from midas_service.jobs.queue import JobQueue, new_job_id, owner_of
 from midas_service.jobs.stats import JobsCollector
-from midas_service.jobs.store import JobStore, NoSuchJob, Upload, is_expired
-from midas_service.jobs.tasks import input_type, video_result_name
-from midas_service.web.security import InMemoryRequest, presented_key
+from midas_service.jobs.store import JobStore, NoSuchJob, is_expired
+from midas_service.jobs.tasks import video_result_name
+from midas_service.web.job_uploads import (
+    count_entries,
+    read_uploads,
+    received_bytes,
+    upload_too_large_message,
+)
+from midas_service.web.security import presented_key
 from midas_service.web.upload import given
 
 log = logging.getLogger(__name__)
@@ -47,24 +47,7 @@ MULTIPART_SLACK = 64 * 1024
 MEDIA = {".zip": "application/zip", ".mp4": "video/mp4", ".mkv": "video/x-matroska"}
 
 
-class JobsRequest(InMemoryRequest):
-    """Job uploads (up to MIDAS_JOBS_MAX_UPLOAD_MB) spool to the job store's disk."""
-
-    def _get_file_stream(
-        self,
-        total_content_length: int | None,
-        content_type: str | None,
-        filename: str | None = None,
-        content_length: int | None = None,
-    ) -> IO[bytes]:
-        if self.path == "/jobs":
-            return current_app.extensions["midas_jobs"].store.spool()
-        return super()._get_file_stream(
-            total_content_length, content_type, filename, content_length
-        )
-
-
-class Jobs:
+class JobsState:
     """What the routes share: the settings, the store and the queue."""
 
     def __init__(self, settings: JobSettings) -> None:
@@ -73,19 +56,17 @@ class Jobs:
         self.queue = JobQueue(settings)
 
 
-def install_jobs(app: Flask, settings: Settings, job_settings: JobSettings | None = None) -> None:
-    """Register the routes and their metrics (call after install_security)."""
-    job_settings = job_settings or settings.jobs
-    state = Jobs(job_settings)
+def install_jobs(app: Flask, settings: JobSettings) -> None:
+    """Register the routes and their metrics."""
+    state = JobsState(settings)
     app.extensions["midas_jobs"] = state
-    app.request_class = JobsRequest
     app.register_blueprint(jobs)
     if state.queue.redis is not None:
-        collector = JobsCollector(lambda: state.queue.queue, state.queue.redis, job_settings.prefix)
+        collector = JobsCollector(lambda: state.queue.queue, state.queue.redis, settings.prefix)
         app.extensions.setdefault("midas_collectors", []).append(collector)
 
 
-def state() -> Jobs:
+def state() -> JobsState:
     return current_app.extensions["midas_jobs"]
 
 
@@ -94,60 +75,17 @@ def current_owner() -> str:
 
 
 @jobs.before_request
-def allow_large_uploads() -> Response | None:
-    limit = state().settings.max_upload_bytes
+def allow_large_uploads() -> None:
+    settings = state().settings
+    limit = settings.max_upload_bytes
     request.max_content_length = limit + MULTIPART_SLACK
+    request.max_form_parts = settings.max_entries + len(options.JOB_NAMES)
     if request.method == "POST" and (request.content_length or 0) > limit + MULTIPART_SLACK:
-        raise TooLarge(
-            f"the upload is larger than the {state().settings.max_upload_mb:g} MB limit of "
-            "/jobs (MIDAS_JOBS_MAX_UPLOAD_MB)"
-        )
-    return None
+        raise TooLarge(upload_too_large_message(settings))
 
 
 def read_job_options(req: Request, kind: str, settings: Settings) -> dict[str, Any]:
     return options.job_options(given(req), kind, settings.colormap, settings.video.max_side)
-
-
-def read_uploads(store: JobStore, limits: archive.ArchiveLimits) -> tuple[str, list[Upload], int]:
-    """(kind, uploads, entries): photos (zips and photos) or one video."""
-    files = request.files.getlist("file")
-    extra = sorted(set(request.files) - {"file"})
-    if extra:
-        raise BadParameter(f"send the files in multipart fields named 'file', not {extra}")
-    if not files:
-        raise MissingFile("send a video, a zip of photos, or photos in multipart fields 'file'")
-    uploads, entries = [], 0
-    for position, item in enumerate(files):
-        head = item.stream.read(16)
-        item.stream.seek(0)
-        name = item.filename or f"file-{position}"
-        if not head:
-            raise MissingFile(f"the file {name!r} is empty")
-        kind = input_type(head)
-        if kind == "zip":
-            try:
-                with archive.zipfile.ZipFile(item.stream) as zipped:
-                    entries += len(archive.list_entries(zipped, limits))
-            except archive.ArchiveRefused as exc:
-                raise BadArchive(f"{name}: {exc}") from exc
-            except (archive.zipfile.BadZipFile, archive.zipfile.LargeZipFile, ValueError) as exc:
-                raise BadArchive(f"{name}: not a readable zip archive: {exc}") from exc
-            if entries > limits.max_entries:
-                raise BadArchive(
-                    f"the archives hold {entries} files together, more than the limit of "
-                    f"{limits.max_entries} (MIDAS_JOBS_MAX_ENTRIES)"
-                )
-        else:
-            entries += 1
-        uploads.append(Upload(name, item.stream, kind))
-    videos = [upload for upload in uploads if upload.type == "video"]
-    if videos and len(uploads) > 1:
-        raise BadParameter(
-            "a video is a job of its own: send one video, or photos and zips of photos "
-            f"(not a photo or zip: {videos[0].name!r})"
-        )
-    return ("video" if videos else "photos"), uploads, entries
 
 
 def urls(job_id: str) -> dict[str, str]:
@@ -168,12 +106,15 @@ def submit() -> Response:
         jobs_state.settings.max_unzipped_bytes,
         settings.max_upload_bytes,
     )
-    kind, uploads, entries = read_uploads(jobs_state.store, limits)
+    kind, uploads = read_uploads(request, jobs_state)
     job_options = read_job_options(request, kind, settings)
+    entries = count_entries(uploads, limits) if kind == "photos" else None
     job_id, owner = new_job_id(), current_owner()
-    jobs_state.store.create(job_id, owner, kind, job_options, uploads)
+    with jobs_state.queue.store_lock():  # the bytes received, not the declared length
+        jobs_state.store.check_room(received_bytes(uploads))
+        jobs_state.store.create(job_id, owner, kind, job_options, uploads)
     try:
-        jobs_state.queue.enqueue(job_id, owner, kind, entries if kind == "photos" else None)
+        jobs_state.queue.enqueue(job_id, owner, kind, entries)
     except BaseException:
         jobs_state.store.remove(job_id)
         raise

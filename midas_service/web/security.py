@@ -1,4 +1,4 @@
-"""Access control (API keys), CORS, security headers, and in-memory uploads, in one place.
+"""Access control (API keys), CORS and security headers, in one place.
 
 All of it is off or neutral by default and installed by the app factory:
 
@@ -16,17 +16,13 @@ All of it is off or neutral by default and installed by the app factory:
 - Unknown paths are 404 with or without keys (a 401 would hide nothing and confuse).
 - CORS (``MIDAS_CORS_ORIGINS``): exact origins only; the answer names the caller's origin.
 - Headers on every answer: nosniff, no referrer, no framing. (The page's CSP is the page's.)
-- Uploads: Werkzeug spools multipart files over 500 KB to a temporary file; here they stay in
-  memory (their size is already bounded by MAX_CONTENT_LENGTH).
 """
 
 from __future__ import annotations
 
 import hmac
-import io
-from typing import IO
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Response, request
 
 from midas_service.config import Settings
 from midas_service.errors import NotFound, Unauthorized
@@ -53,19 +49,6 @@ CORS_EXPOSED_HEADERS = "Server-Timing, X-Request-ID, Content-Disposition"
 CORS_MAX_AGE_S = "600"
 
 
-class InMemoryRequest(Request):
-    """A request whose multipart file parts are kept in memory, never in a temporary file."""
-
-    def _get_file_stream(
-        self,
-        total_content_length: int | None,
-        content_type: str | None,
-        filename: str | None = None,
-        content_length: int | None = None,
-    ) -> IO[bytes]:
-        return io.BytesIO()
-
-
 def is_public() -> bool:
     """True for a request that came through a reverse proxy, i.e. from the public side."""
     return any(name in request.headers for name in FORWARDING_HEADERS)
@@ -89,7 +72,6 @@ def key_is_valid(given: bytes, keys: list[bytes]) -> bool:
 
 
 def install_security(app: Flask, settings: Settings) -> None:
-    app.request_class = InMemoryRequest
     keys = [key.encode("utf-8") for key in settings.api_keys]
     origins = frozenset(settings.cors_origins)
     open_metrics = settings.metrics_public

@@ -65,25 +65,28 @@ def is_chunked(environ: dict[str, Any]) -> bool:
 
 
 class DiscardUnreadBody:
-    """WSGI middleware: after the app answers, discard the unread body up to ``bound`` bytes."""
+    """WSGI middleware: after the app answers, discard the unread body up to ``bound`` bytes,
+    or the bound given for the request's path in ``paths`` (/jobs takes larger uploads)."""
 
-    def __init__(self, app: WSGIApp, bound: int) -> None:
+    def __init__(self, app: WSGIApp, bound: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.bound = bound
+        self.paths = paths or {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         body = CountingInput(environ["wsgi.input"])
         environ["wsgi.input"] = body
         answer = self.app(environ, start_response)
+        bound = self.paths.get(environ.get("PATH_INFO", ""), self.bound)
         length = declared_length(environ)
         # Without a length, only a server-terminated (chunked) stream is safe to read to its end.
         terminated = is_chunked(environ) and environ.get("wsgi.input_terminated", False)
-        if length is not None and length <= self.bound:
+        if length is not None and length <= bound:
             self.discard(body, length)  # never past it: some servers hand over the raw socket
         elif length is None and terminated:
             # One byte past the bound: the end of a chunked body of exactly ``bound`` bytes (its
             # last, empty chunk) is only read by asking for more.
-            self.discard(body, self.bound + 1)
+            self.discard(body, bound + 1)
         return answer
 
     @staticmethod
