@@ -2,7 +2,7 @@
 
 As in Werkzeug, the code and status live on the class: the web layer renders any
 :class:`ServiceError` without a table (``midas_service.web.errors``), the job worker reports a
-photo's refusal by the same code, and the README's table, ``docs/api.md`` and the OpenAPI
+photo's refusal by the same code, and the table of ``docs/api.md`` and the OpenAPI
 document list :data:`ERROR_CODES`, which is collected from the classes. A subclass that sets no
 ``code`` of its own answers with its parent's. Plain Python: the job worker and the commands
 import this without Flask.

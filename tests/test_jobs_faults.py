@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from midas_service.jobs.config import JobSettings
+from midas_service.config import JobSettings
 
 from devtools.jobs_support import (
     finished,

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from midas_service.jobs.config import JobSettings
+from midas_service.config import JobSettings
 
 from devtools.jobs_support import (
     clip_bytes,
@@ -29,7 +29,7 @@ from devtools.jobs_support import (
 from devtools.servers import redis_server
 from midas_service.config import Settings
 from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, open_stream
-from midas_service.web.errors import ERROR_CODES
+from midas_service.errors import ERROR_CODES
 
 QUEUE = "midas-jobs-hostile"  # a worker runs these
 IDLE = "midas-jobs-hostile-idle"  # no worker: jobs only wait (refusals happen before the queue)
@@ -643,7 +643,7 @@ def test_the_clip_spill_is_sized_even_without_a_declared_frame_count(
 ):
     from fractions import Fraction
 
-    from midas_service.video.limits import VideoLimits
+    from midas_service.config import VideoLimits
 
     from midas_service.video.convert import most_frames
     from midas_service.video.reader import VideoInfo
