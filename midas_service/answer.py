@@ -1,7 +1,9 @@
 """One path from an upload's bytes to the answer's bytes, for every caller.
 
-The web API, the batch CLI, the video command and the jobs worker all call these functions, so
-the same photo and options give the same bytes everywhere. The web layer adds only HTTP, the
+The web API and the jobs worker call :func:`answer`'s stages (check, then compute: decode,
+predict, render); the ``predict`` command decodes and renders with the same :func:`decode` and
+:func:`render`, and a video's frames take the same ``DepthEstimator.predict``. So the same photo
+and options give the same bytes everywhere. The web layer adds only HTTP, the
 result cache and admission between :func:`check` and :func:`compute`.
 """
 
@@ -79,6 +81,13 @@ def render(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> Answer
     return Answer(body, fmt.media_type, fmt.suffix, fmt.download)
 
 
+def decode(data: bytes, header: ImageHeader) -> np.ndarray:
+    """The checked bytes as RGB: 8-bit photos stay uint8 (the float copy exists only during the
+    resize): at 40 MP that is 360 MB less held while the answer is rendered
+    (docs/operations.md, "Memory"); others are float32 in [0, 1]."""
+    return decode_pixels(data, header, keep_8bit=True)
+
+
 def compute(
     data: bytes,
     header: ImageHeader,
@@ -88,9 +97,7 @@ def compute(
 ) -> Answer:
     """Decode the checked bytes, predict and render; each stage timed into ``timings``."""
     start = time.perf_counter()
-    # 8-bit photos stay uint8 (the float copy exists only during the resize): at 40 MP that is
-    # 360 MB less held while the answer is rendered (docs/operations.md, "Memory").
-    rgb = decode_pixels(data, header, keep_8bit=True)
+    rgb = decode(data, header)
     refuse_unfit_output(rgb.shape[1], rgb.shape[0], options)  # EXIF read otherwise than assumed
     options = with_camera(data, options, rgb.shape[1], rgb.shape[0])
     decoded = time.perf_counter()

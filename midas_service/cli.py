@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from midas_service import options
-from midas_service.answer import render, with_camera
+from midas_service.answer import decode, render, with_camera
 from midas_service.config import ConfigError, Settings
 from midas_service.engine_options import add_engine_arguments, command_settings
 from midas_service.errors import BadParameter
-from midas_service.images.decode import ImageError, read_image_file
+from midas_service.images.decode import ImageError, read_header
 from midas_service.images.outputs import KINDS, SAVES, RenderOptions
 from midas_service.inference.pipeline import NonFiniteDepth
 from midas_service.loading import REFUSALS, load_model
@@ -28,6 +28,7 @@ from midas_service.video import command as video_command
 
 log = logging.getLogger("midas_service.cli")
 
+FILE_MAX_PIXELS = 1 << 28  # a file on disk: no upload limit, OpenCV's own pixel guard
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # What this command writes: a folder scan skips files with these endings (its own outputs).
 OWN_ENDINGS = tuple(
@@ -246,8 +247,9 @@ def run_predict(args: argparse.Namespace, settings: Settings | None = None) -> i
     for path, targets in tqdm(plan.items(), unit="image", disable=None):
         start = time.perf_counter()
         try:
-            rgb = read_image_file(path)
-            photo = path.read_bytes() if with_bytes else b""
+            data = path.read_bytes()
+            rgb = decode(data, read_header(data, max(len(data), 1), FILE_MAX_PIXELS))
+            photo = data if with_bytes else b""
             depth = estimator.predict(rgb)
         except (ImageError, OSError, NonFiniteDepth) as exc:
             failures.append((path, str(exc)))

@@ -167,10 +167,9 @@ def test_the_cli_refuses_the_same_extremes_in_one_line(model_path, photo_dir, tm
 def test_jobs_take_no_3d_parameter_so_their_meshes_use_the_defaults(model_path, tmp_path):
     """A job's 3D outputs are rendered with the default camera and planes (inside every
     range); any 3D parameter on /jobs, extreme or not, is refused before the upload is kept."""
-    from midas_service.config import JobSettings
-
     from devtools.jobs_support import small_photos
     from devtools.servers import redis_server
+    from midas_service.config import JobSettings
     from tests.test_jobs import make_app
 
     with redis_server(tmp_path) as url:

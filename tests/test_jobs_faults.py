@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from midas_service.config import JobSettings
 
 from devtools.jobs_support import (
     finished,
@@ -26,7 +25,7 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import free_port, gunicorn, redis_server
-from midas_service.config import Settings
+from midas_service.config import JobSettings, Settings
 
 pytestmark = pytest.mark.timeout(900)
 PHOTO = small_photos(1)[0]

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from midas_service.config import JobSettings
 
 from devtools.jobs_support import (
     clip_bytes,
@@ -27,9 +26,9 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import redis_server
-from midas_service.config import Settings
-from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, open_stream
+from midas_service.config import JobSettings, Settings
 from midas_service.errors import ERROR_CODES
+from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, open_stream
 
 QUEUE = "midas-jobs-hostile"  # a worker runs these
 IDLE = "midas-jobs-hostile-idle"  # no worker: jobs only wait (refusals happen before the queue)
@@ -644,7 +643,6 @@ def test_the_clip_spill_is_sized_even_without_a_declared_frame_count(
     from fractions import Fraction
 
     from midas_service.config import VideoLimits
-
     from midas_service.video.convert import most_frames
     from midas_service.video.reader import VideoInfo
 

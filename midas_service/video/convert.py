@@ -1,6 +1,6 @@
 """Video file in, depth video file out, on the same per-frame pipeline as ``/predict``.
 
-Each frame: decoded RGB (uint8, upright) -> float32 in [0, 1] -> ``DepthEstimator.predict``
+Each frame: decoded RGB (uint8, upright) -> ``DepthEstimator.predict`` (as a photo's)
 -> depth at the frame's size -> colours with the chosen range policy -> encoder. The output
 is written under a temporary name beside ``dst`` and renamed at the very end, so an error,
 a crash or Ctrl-C never leaves a file under the final name.
@@ -106,11 +106,6 @@ def convert_video(
     return report
 
 
-def to_float(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 in [0, 1]: the arithmetic of images.decode.to_float_rgb."""
-    return np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
-
-
 def most_frames(info: VideoInfo, limits: VideoLimits) -> int:
     """The frames the clip scale may spill: the declared count, else the declared duration
     at the frame rate, else the most the reader lets through (MIDAS_VIDEO_MAX_FRAMES and
@@ -174,7 +169,7 @@ class _Conversion:
 
     def predict(self, frame: DecodedFrame) -> np.ndarray:
         with self.timers["infer"]:
-            return self.estimator.predict(to_float(frame.rgb))
+            return self.estimator.predict(frame.rgb)  # uint8, as /predict passes a photo
 
     def picture(
         self, rgb: np.ndarray | None, depth: np.ndarray, rng: tuple[float, float] | None
