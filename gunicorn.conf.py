@@ -18,7 +18,7 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
 While other workers compute, a request runs on its share of the cores instead of every core
 (MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
 pre_fork and clears it in child_exit).
-The measurements behind this are in docs/performance.md, from scripts/bench.py.
+The measurements behind this are in docs/performance.md, from devtools/bench.py.
 
 The master never loads a model runtime, so forking stays cheap and a worker's runtime starts
 clean. The master imports exactly these project modules (tests/test_layout.py checks the list):

@@ -1,13 +1,8 @@
-"""The benchmark's parsers (the benchmark itself is run by hand: scripts/bench.py)."""
-
-import sys
+"""The benchmark's parsers (the benchmark itself is run by hand: python -m devtools.bench)."""
 
 import pytest
 
-from devtools.support import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import bench
+from devtools import bench
 
 WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:8000/predict
   2 threads and 4 connections

@@ -237,3 +237,10 @@ def test_only_loading_builds_an_engine():
         "midas_service.inference.engines",
         "midas_service.export.exporter",
     }
+
+
+def test_scripts_and_devtools_run_with_the_package_as_it_is():
+    """No sys.path edits: ``python -m scripts.NAME`` / ``python -m devtools.NAME`` from the
+    repository root, or the installed package."""
+    for path in [*(ROOT / "scripts").glob("*.py"), *(ROOT / "devtools").glob("*.py")]:
+        assert "sys.path" not in path.read_text(), path

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from devtools.video_clips import decoded_frames, make_clip  # noqa: E402
-from midas_service.config import VideoLimits  # noqa: E402
-from midas_service.inference.engines import load_engine  # noqa: E402
-from midas_service.inference.pipeline import DepthEstimator  # noqa: E402
-from midas_service.video.convert import VideoOptions, convert_video  # noqa: E402
+from devtools.support import ROOT
+from devtools.video_clips import decoded_frames, make_clip
+from midas_service.config import VideoLimits
+from midas_service.inference.engines import load_engine
+from midas_service.inference.pipeline import DepthEstimator
+from midas_service.video.convert import VideoOptions, convert_video
 
 log = logging.getLogger("bench.video")
 SPEED_SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
@@ -30,7 +28,6 @@ SPEED_SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 MEMORY_SCRIPT = """
 import resource, sys
 from pathlib import Path
-sys.path.insert(0, {root!r})
 from midas_service.inference.engines import load_engine
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.convert import VideoOptions, convert_video
@@ -89,7 +86,7 @@ def flicker(model: Path, backend: str, workdir: Path) -> dict[str, float]:
 def memory(model: Path, backend: str, workdir: Path) -> dict[str, int]:
     """Peak RSS (MB) of a whole conversion, 1280x720, clip scale, 100 and 300 frames."""
     script = workdir / "video_memory.py"
-    script.write_text(MEMORY_SCRIPT.format(root=str(ROOT)))
+    script.write_text(MEMORY_SCRIPT)
     peaks = {}
     for frames in (100, 300):
         src = make_clip(workdir / f"mem-{frames}.mp4", frames, 1280, 720, preset="ultrafast")
@@ -99,6 +96,7 @@ def memory(model: Path, backend: str, workdir: Path) -> dict[str, int]:
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,  # the package importable as it is
         ).stdout.split()
         peaks[f"{frames} frames"] = int(output[1])
     return peaks

@@ -1,8 +1,8 @@
 """Benchmark the depth service on this machine and print one table; also writes JSON.
 
-    python scripts/bench.py                       # full run (~10 minutes on 2 cores)
-    python scripts/bench.py --quick               # shorter load runs, for a smoke check
-    python scripts/bench.py --video               # only the video rows (scripts/video_bench.py)
+    python -m devtools.bench                       # full run (~10 minutes on 2 cores)
+    python -m devtools.bench --quick               # shorter load runs, for a smoke check
+    python -m devtools.bench --video               # only the video rows (devtools/video_bench.py)
 
 Measures, in one run: model-only latency of each backend and precision (OpenVINO bf16 only on
 a CPU with bf16 units; the TorchScript tuning steps too), pre/post-processing cost, end-to-end
@@ -37,27 +37,24 @@ import cv2
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from devtools.servers import gunicorn, nginx, wait_for, worker_pids  # noqa: E402
-from devtools.support import export_model, photo_640x480_jpeg  # noqa: E402
-from midas_service.config import Settings  # noqa: E402
-from midas_service.images import encode, visualize  # noqa: E402
-from midas_service.images.decode import decode_image  # noqa: E402
-from midas_service.inference.engines import (  # noqa: E402
+from devtools.servers import gunicorn, nginx, wait_for, worker_pids
+from devtools.support import ROOT, export_model, photo_640x480_jpeg
+from midas_service.config import Settings
+from midas_service.images import encode, visualize
+from midas_service.images.decode import decode_image
+from midas_service.inference.engines import (
     BACKENDS,
     DEFAULT_BACKEND,
     available_cpus,
     load_engine,
 )
-from midas_service.inference.pipeline import DepthEstimator, upsample  # noqa: E402
-from midas_service.inference.precision import (  # noqa: E402
+from midas_service.inference.pipeline import DepthEstimator, upsample
+from midas_service.inference.precision import (
     PrecisionRefused,
     check_precision,
     cpu_flags,
 )
-from midas_service.inference.preprocess import (  # noqa: E402
+from midas_service.inference.preprocess import (
     MULTIPLE,
     NETWORK_SIDE,
     network_size,
@@ -617,9 +614,8 @@ def main() -> int:
     parser.add_argument("--no-video", action="store_true", help="skip the video rows")
     parser.add_argument("--video-frames", type=int, default=60, help="frames per speed clip")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "scripts"))
     global video_bench
-    import video_bench  # the video rows live in their own module
+    from devtools import video_bench  # the video rows live in their own module
 
     if args.video:
         return video_only(args)
