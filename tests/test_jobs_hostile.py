@@ -205,6 +205,10 @@ ARCHIVES_REFUSED = {
     "bomb by declared size": (zip_bytes({"big.jpg": bytes(2 * 1024 * 1024)}), "expands to"),
     "end record only": (b"PK\x05\x06" + bytes(18), "holds no files"),
     "truncated": (zip_bytes({"a.jpg": PHOTO})[:-30], "not a readable zip"),
+    "broken directory": (
+        zip_bytes({"a.jpg": PHOTO}).replace(b"PK\x01\x02", b"PK\x01\x09"),
+        "bad central directory record",
+    ),
 }
 
 
