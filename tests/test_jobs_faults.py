@@ -292,7 +292,9 @@ def test_no_job_is_read_fetched_or_canceled_by_another_key_or_none(
 
 def test_refusals_of_large_bodies_reach_the_client_as_json(model_path, workdir, tmp_path):
     """401, 507 and 503 are decided before a /jobs body is read; the client, which sends its
-    whole body before reading (requests, like urllib), must still get the JSON, not a reset."""
+    whole body before reading (requests, like urllib), must still get the JSON, not a reset.
+    (This Gunicorn already delivers them whole; the app also reads a /jobs body to its end,
+    up to twice MIDAS_JOBS_MAX_UPLOAD_MB, before refusing, as for /predict.)"""
     port = free_port()
     data = tmp_path / "redis-data"
     data.mkdir()
@@ -310,13 +312,15 @@ def test_refusals_of_large_bodies_reach_the_client_as_json(model_path, workdir, 
         "MIDAS_THREADS": "1",
     }
     body = PHOTO + bytes(30 * 1024 * 1024)
-    key = {"X-API-Key": "alpha"}
+    # As urllib sends it: the server closes after the answer, so unread bytes would reset it.
+    close = {"Connection": "close"}
+    key = {"X-API-Key": "alpha", **close}
 
     try:
         with gunicorn(model_path, workdir, workers=1, **env) as (base, _):
             files = {"file": ("big.jpg", body)}
             answers = {
-                "no key": requests.post(f"{base}/jobs", files=files, timeout=120),
+                "no key": requests.post(f"{base}/jobs", files=files, headers=close, timeout=120),
                 "over the quota": requests.post(
                     f"{base}/jobs", files=files, headers=key, timeout=120
                 ),

@@ -204,6 +204,10 @@ ARCHIVES_REFUSED = {
     "bomb by declared size": (zip_bytes({"big.jpg": bytes(2 * 1024 * 1024)}), "expands to"),
     "end record only": (b"PK\x05\x06" + bytes(18), "holds no files"),
     "truncated": (zip_bytes({"a.jpg": PHOTO})[:-30], "not a readable zip"),
+    "broken directory": (
+        zip_bytes({"a.jpg": PHOTO}).replace(b"PK\x01\x02", b"PK\x01\x09"),
+        "bad central directory record",
+    ),
 }
 
 
@@ -602,9 +606,11 @@ def test_a_chunked_upload_is_held_to_the_quota(model_path, redis_url, tmp_path):
 
 
 def test_parallel_uploads_do_not_overshoot_the_quota(model_path, redis_url, tmp_path):
-    jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_store_mb=0.1)
+    jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_store_mb=10)
     app = make_app(model_path, jobs)
-    upload = PHOTO + bytes(30_000)  # about 33 KB: three fit in 100 KB, not four
+    # About 3 MB each: three fit in 10 MB, not four. Large enough that reading one upload
+    # takes a while, during which the others run their checks.
+    upload = PHOTO + bytes(3 * 1024 * 1024)
 
     def send(index: int) -> int:
         return post(app.test_client(), [(f"{index}.jpg", upload)]).status_code

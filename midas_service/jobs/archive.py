@@ -109,8 +109,8 @@ def central_directory(stream: IO[bytes], limit: int) -> CentralDirectory:
     while read + CENTRAL_HEADER.size <= size:
         header = stream.read(CENTRAL_HEADER.size)
         fields = CENTRAL_HEADER.unpack(header) if len(header) == CENTRAL_HEADER.size else None
-        if fields is None or fields[0] != b"PK\x01\x02":
-            break  # zipfile refuses a broken directory in its own words
+        if fields is None or fields[0] != b"PK\x01\x02":  # as zipfile would refuse it
+            raise ArchiveRefused("not a readable zip archive: bad central directory record")
         name_length, extra_length, comment_length = fields[12], fields[13], fields[14]
         name = stream.read(name_length)
         stream.seek(extra_length + comment_length, 1)
@@ -141,7 +141,7 @@ def _directory_bounds(stream: IO[bytes]) -> tuple[int, int, int]:
     record = END_RECORD.unpack_from(tail, at)
     location = tail_start + at
     declared, size, offset = record[4], record[5], record[6]
-    if 0xFFFF in (declared,) or 0xFFFFFFFF in (size, offset):
+    if declared == 0xFFFF or 0xFFFFFFFF in (size, offset):
         locator_at = location - LOCATOR_64.size
         stream.seek(max(0, locator_at))
         locator = stream.read(LOCATOR_64.size)
