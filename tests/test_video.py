@@ -230,7 +230,7 @@ def test_a_crash_leaves_nothing_under_the_final_name(
     assert not out.exists() and leftovers(tmp_path) == [] and list(spill.iterdir()) == []
 
 
-@pytest.mark.parametrize("output", ["heatmap", "side", "depth16"])
+@pytest.mark.parametrize("output", ["heatmap", "side", "depth"])
 def test_clip_scale_progress_counts_every_frame_once_per_pass(
     estimator, clip: Path, tmp_path: Path, output: str
 ):
@@ -238,7 +238,7 @@ def test_clip_scale_progress_counts_every_frame_once_per_pass(
     done never passes 100 % (a job's ETA, (total - done) times the time per step, never
     goes negative)."""
     seen: list[tuple[int, int | None]] = []
-    out = tmp_path / ("depth.mkv" if output == "depth16" else "depth.mp4")
+    out = tmp_path / ("depth.mkv" if output == "depth" else "depth.mp4")
     options = VideoOptions(output=output, scale="clip", limits=VideoLimits(spill_dir=tmp_path))
     report = convert_video(clip, out, estimator, options, lambda d, t: seen.append((d, t)))
     assert report.frames == 16 and report.passes == 2
