@@ -4,13 +4,14 @@ bytes, and how many photos the zips hold, before anything is stored."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from midas_service.config import JobSettings
-from midas_service.errors import BadArchive, BadParameter, MissingFile, TooLarge
+from midas_service.errors import BadArchive, BadParameter, MissingFile, QuotaExceeded, TooLarge
 from midas_service.jobs import archive
 from midas_service.jobs.store import Upload, no_room
 from midas_service.jobs.tasks import input_type
@@ -25,6 +26,15 @@ def too_many_parts_message(settings: JobSettings) -> str:
         "multipart fields 'file' (MIDAS_JOBS_MAX_ENTRIES), besides the options; send the "
         "photos in a zip, or in several jobs"
     )
+
+
+def full_disk(exc: OSError, root: Path) -> QuotaExceeded:
+    """QuotaExceeded for a store disk that filled up while the upload was spooled; any other
+    OSError goes on as it is."""
+    full = no_room(exc, root)
+    if full is None:
+        raise exc
+    return full
 
 
 def upload_too_large_message(settings: JobSettings) -> str:
@@ -45,10 +55,9 @@ def read_uploads(request: Request, jobs_state: JobsState) -> tuple[str, list[Upl
             upload_too_large_message(jobs_state.settings)
         ) from exc  # a chunked body, cut
     except OSError as exc:  # spooling the upload to the store's disk
-        full = no_room(exc, jobs_state.store.root)
-        if full is None:
-            raise
-        raise full from exc
+        # Raised without a local name: a frame holding its own exception is a reference cycle
+        # that would keep the spooled parts (and their disk space) until the next collection.
+        raise full_disk(exc, jobs_state.store.root) from exc
     files = form.getlist("file")
     extra = sorted(set(form) - {"file"})
     if extra:
