@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from functools import cached_property
 from typing import IO, Any
 
 from flask import (
@@ -83,6 +84,15 @@ class JobsRequest(InMemoryRequest):
 
     file_parts = 0
 
+    @cached_property
+    def spooled(self) -> list[IO[bytes]]:
+        """Every file this request spooled, closed at once if the form cannot be read."""
+        return []
+
+    def close_spooled(self) -> None:
+        for spooled in self.spooled:
+            spooled.close()
+
     def _get_file_stream(
         self,
         total_content_length: int | None,
@@ -98,7 +108,9 @@ class JobsRequest(InMemoryRequest):
             # The first parts may stay in memory while small; later ones go straight to disk,
             # so thousands of parts cannot hold the whole body in the web worker's memory.
             in_memory = SPOOL_IN_MEMORY if self.file_parts <= PARTS_IN_MEMORY else 0
-            return jobs_state.store.spool(in_memory)
+            spooled = jobs_state.store.spool(in_memory)
+            self.spooled.append(spooled)
+            return spooled
         return super()._get_file_stream(
             total_content_length, content_type, filename, content_length
         )
@@ -220,7 +232,11 @@ def read_uploads() -> tuple[str, list[Upload]]:
         full = no_room(exc, state().store.root)
         if full is None:
             raise
-        raise full from exc
+        # The parser's files are only reachable from this exception's traceback now: close
+        # them here, so the disk has its room back before the answer, not at a later GC.
+        if isinstance(request, JobsRequest):
+            request.close_spooled()
+        raise full from None
     files = form.getlist("file")
     extra = sorted(set(form) - {"file"})
     if extra:
