@@ -26,13 +26,15 @@ from midas_service.inference.engines import load_engine
 
 def main() -> None:
     model, backend, precision, threads, height, width, seconds = sys.argv[1:8]
+    settings = Settings.from_env()  # the layout's MIDAS_* variables, as the workers get them
     engine = load_engine(
         Path(model),
         backend,
         int(threads),
-        precision=precision,
+        settings.ort_spinning,
         allow_no_metadata=True,
-        cache_dir=Settings.from_env().openvino_cache_dir,  # the workers' OpenVINO blobs
+        precision=precision,
+        cache_dir=settings.openvino_cache_dir,  # the workers' OpenVINO blobs
     )
     batch = np.random.default_rng(0).standard_normal((1, 3, int(height), int(width)))
     batch = batch.astype(np.float32)
