@@ -66,3 +66,13 @@ def test_unknown_backend_and_missing_file_are_clear(model_path, tmp_path):
         load_engine(model_path, "tensorflow")
     with pytest.raises(FileNotFoundError, match="export_torchscript"):
         load_engine(tmp_path / "none.pt", "torchscript")
+
+
+def test_torchscript_fusion_is_off_unless_asked():
+    from midas_service.inference.engines.torchscript import fusion_enabled
+
+    assert fusion_enabled({}) is False
+    assert fusion_enabled({"MIDAS_TORCHSCRIPT_FUSION": "1"}) is True
+    assert fusion_enabled({"MIDAS_TORCHSCRIPT_FUSION": "0"}) is False
+    with pytest.raises(ValueError, match="MIDAS_TORCHSCRIPT_FUSION"):
+        fusion_enabled({"MIDAS_TORCHSCRIPT_FUSION": "yes"})

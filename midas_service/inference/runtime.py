@@ -48,8 +48,14 @@ class ModelNotReady(Exception):
     """The model is still loading, or failed to load."""
 
 
+# OpenMP keeps one thread team per calling thread: these backends' engines run on one
+# dedicated thread. ONNX Runtime and OpenVINO own their thread pools and are called directly
+# (one request computes at a time per worker), which saves two thread hand-offs per request.
+OWN_THREAD_BACKENDS = ("torchscript",)
+
+
 class WorkerEngine:
-    """The worker's inference: one engine per thread count, all run on one dedicated thread.
+    """The worker's inference: one engine per thread count; TorchScript's on one dedicated thread.
 
     Each inference takes the largest thread count that fits the cores other workers leave free
     at that moment (``midas_service.inference.core_share``). Requests are handled on several threads
@@ -66,13 +72,19 @@ class WorkerEngine:
         self.backend, self.threads, self.metadata = first.backend, first.threads, first.metadata
         self.precision = first.precision
         self.last_threads = self.counts[0]
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="inference")
+            if self.backend in OWN_THREAD_BACKENDS
+            else None
+        )
 
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Run on the inference thread with ``threads`` (default: what the cores allow now)."""
         if threads is None:
             threads = core_share.threads_for_next_inference(self.counts, self.cores)
         self.last_threads = threads
+        if self._thread is None:
+            return self.engines[threads].infer(batch)
         return self._thread.submit(self.engines[threads].infer, batch).result()
 
     def warm_up(self, runs: int) -> None:

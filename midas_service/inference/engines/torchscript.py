@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 STATIC_SPECIALISATIONS = 20
+# oneDNN Graph fusion: faster, but each fused (input shape, thread count) keeps ~20-25 MB of
+# compiled state, ~1.1 GB per worker after all 15 shapes with core sharing's two engines
+# against ~500 MB unfused (docs/performance.md, "TorchScript memory"). 1 = on, 0 = off.
+FUSION_VARIABLE = "MIDAS_TORCHSCRIPT_FUSION"
+DEFAULT_FUSION = "0"
 
 
 class TorchScriptEngine:
@@ -31,11 +37,11 @@ class TorchScriptEngine:
         import torch
 
         torch.set_num_threads(threads)
-        # oneDNN Graph fusion of the frozen channels-last graph: faster than plain or
-        # optimize_for_inference (docs/performance.md). The profiling executor
-        # specialises per input shape; the resize rule allows 15 shapes, so allow 20 static
-        # specialisations instead of the default 2, past which it silently falls back.
-        torch.jit.enable_onednn_fusion(True)
+        # oneDNN Graph fusion of the frozen channels-last graph, where turned on (FUSION_VARIABLE):
+        # faster than plain or optimize_for_inference (docs/performance.md). The profiling
+        # executor specialises per input shape; the resize rule allows 15 shapes, so allow 20
+        # static specialisations instead of the default 2, past which it silently falls back.
+        torch.jit.enable_onednn_fusion(fusion_enabled())
         torch.jit.set_fusion_strategy([("STATIC", STATIC_SPECIALISATIONS)])
         extra = {METADATA_FILE: ""}
         with warnings.catch_warnings():
@@ -52,6 +58,13 @@ class TorchScriptEngine:
             self._torch.set_num_threads(self.threads)
         with self._torch.inference_mode():
             return self._module(self._torch.from_numpy(batch)).numpy()
+
+
+def fusion_enabled(environ: os._Environ[str] | dict[str, str] = os.environ) -> bool:
+    value = environ.get(FUSION_VARIABLE, DEFAULT_FUSION).strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{FUSION_VARIABLE} must be 0 or 1; got {value!r}")
+    return value == "1"
 
 
 ENGINE = TorchScriptEngine
