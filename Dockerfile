@@ -4,8 +4,9 @@
 #   docker build -t midas-depth .                              # official weights (downloads)
 #   docker build -t midas-depth --build-arg MIDAS_WEIGHTS=random .   # offline smoke image
 #
-# Stages: base (serving deps, CPU-only torch) -> export (adds export deps, writes /models)
-#         base -> runtime (serving code + /models only; no timm/torchvision/onnx).
+# Stages: base (serving deps, CPU-only torch) -> export (adds export deps and the newer torch
+#         they need, writes /models); base -> runtime (serving code + /models only; no
+#         timm/torchvision/onnx, torch's CPU build).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -1,4 +1,4 @@
-"""The video rows of scripts/bench.py: frames/s split into decode, infer and encode; the
+"""The video rows of devtools/bench.py: frames/s split into decode, infer and encode; the
 flicker of each colour scale; the peak memory of a short and a long clip.
 
 Clips are made on the spot (devtools/video_clips.py): a textured background with a square

@@ -1,4 +1,4 @@
-"""Small video clips made with PyAV for the video tests and scripts/bench.py, and independent
+"""Small video clips made with PyAV for the video tests and devtools/bench.py, and independent
 readers of the results (ffprobe, PyAV, the MP4 atom layout)."""
 
 from __future__ import annotations

@@ -46,8 +46,14 @@ log = logging.getLogger(__name__)
 REFUSALS = (ModelFileError, MissingMetadata, PrecisionRefused, NonFiniteDepth, OSError, ValueError)
 
 
+# OpenMP keeps one thread team per calling thread: these backends' engines run on one
+# dedicated thread. ONNX Runtime and OpenVINO own their thread pools and are called directly
+# (one request computes at a time per worker), which saves two thread hand-offs per request.
+OWN_THREAD_BACKENDS = ("torchscript",)
+
+
 class WorkerEngine:
-    """The model's inference: one engine per thread count, all run on one dedicated thread.
+    """The model's inference: one engine per thread count; TorchScript's on one dedicated thread.
 
     Each inference takes the largest thread count that fits the cores other workers leave free
     at that moment (``midas_service.inference.core_share``). Requests are handled on several
@@ -65,13 +71,19 @@ class WorkerEngine:
         self.backend, self.threads, self.metadata = first.backend, first.threads, first.metadata
         self.precision = first.precision
         self.last_threads = self.counts[0]
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="inference")
+            if self.backend in OWN_THREAD_BACKENDS
+            else None
+        )
 
     def infer(self, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Run on the inference thread with ``threads`` (default: what the cores allow now)."""
         if threads is None:
             threads = core_share.threads_for_next_inference(self.counts, self.cores)
         self.last_threads = threads
+        if self._thread is None:
+            return self.engines[threads].infer(batch)
         return self._thread.submit(self.engines[threads].infer, batch).result()
 
     def warm_up(self, runs: int) -> None:
@@ -97,6 +109,7 @@ def load_worker_engine(settings: Settings) -> WorkerEngine:
             allow_no_metadata=settings.allow_no_metadata,
             precision=settings.precision,
             cache_dir=settings.openvino_cache_dir,
+            fusion=settings.torchscript_fusion,
         )
         for count in counts
     }
@@ -112,6 +125,7 @@ def measure_against_fp32(settings: Settings, engine: Engine) -> deviation.Deviat
         settings.ort_spinning,
         allow_no_metadata=settings.allow_no_metadata,
         cache_dir=settings.openvino_cache_dir,
+        fusion=settings.torchscript_fusion,
     )
     photos = [read_image_file(path) for path in deviation.photos_in()]
     measured = deviation.measure(DepthEstimator(engine), DepthEstimator(reference), photos)

@@ -6,14 +6,15 @@
 set -euo pipefail
 # shellcheck source=scripts/env.sh
 source "$(dirname "$0")/env.sh"
-ensure_venv
 cd "$PROJECT_ROOT"
 
 model="${MIDAS_MODEL_PATH:-models/midas_small.pt}"
 random="${MIDAS_RANDOM_WEIGHTS:-0}"
 export MIDAS_MODEL_PATH="$model"
 
-if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
+if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then (
+    # The export needs timm and torchvision: its own venv, used once; the service runs without.
+    ensure_venv export
     if [ "$random" = "1" ]; then
         log "exporting a RANDOM-weights model to $model (smoke mode: depth is meaningless)"
         python -m midas_service export --random-weights --output "$model"
@@ -26,7 +27,9 @@ if [ ! -f "$model" ] || [ ! -f "${model%.pt}.onnx" ]; then
         log "    MIDAS_RANDOM_WEIGHTS=1 ./scripts/serve.sh"
         exit 1
     fi
-fi
+); fi
+
+ensure_venv serve  # requirements.txt only, torch's CPU build
 
 export GUNICORN_BIND="${GUNICORN_BIND:-127.0.0.1:8000}"
 # TorchScript workers: Intel OpenMP preloaded with a 1 ms block time (midas_service/inference/openmp.py).

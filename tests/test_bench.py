@@ -88,3 +88,62 @@ def test_every_input_shape_of_the_resize_rule_is_visited():
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         shapes.add(network_size(*image.shape[:2]))
     assert len(shapes) == 15 and all(256 in shape for shape in shapes)
+
+
+def test_layout_as_backend_precision_and_shape():
+    workers, threads, env = bench.parse_layout("openvino:bf16:2x2", "torchscript")
+    assert (workers, threads) == (2, 2)
+    assert env["MIDAS_BACKEND"] == "openvino" and env["MIDAS_PRECISION"] == "bf16"
+    _, _, env = bench.parse_layout("torchscript:fp32:2x1+fixed", "onnxruntime")
+    assert env == {"MIDAS_THREADS": "1", "MIDAS_BACKEND": "torchscript", "MIDAS_SHARE_CORES": "0"}
+    with pytest.raises(ValueError):
+        bench.parse_layout("openvino:int4:2x2", "torchscript")
+
+
+def test_server_timing_stages_are_read():
+    header = (
+        "cache;desc=miss;dur=0.05, queue;dur=0.01, threads;desc=2, decode;dur=1.25, total;dur=9.5"
+    )
+    assert bench.parse_server_timing(header) == {
+        "cache": 0.05,
+        "queue": 0.01,
+        "decode": 1.25,
+        "total": 9.5,
+    }
+
+
+def test_threads_under_load_follow_core_sharing(monkeypatch):
+    monkeypatch.setattr(bench, "available_cpus", lambda: 2)
+    assert bench.threads_under_load(2, 2, {}) == 1
+    assert bench.threads_under_load(1, 2, {}) == 2
+    assert bench.threads_under_load(2, 2, {"MIDAS_SHARE_CORES": "0"}) == 2
+
+
+def served_row(c1: float, model: float, c4: float, engine: float, errors: int, pss: float):
+    return {
+        "layout": "torchscript:fp32:2x2",
+        "backend": "torchscript",
+        "precision": "fp32",
+        "default_path": True,
+        "workers": 2,
+        "threads_under_load": 1,
+        "gunicorn_c1": {"p50_ms": c1},
+        "model_only_p50_ms": model,
+        "overhead_ms": c1 - model,
+        "engine_only_per_s": engine,
+        "wrk": {4: {"requests_per_s": c4}, 8: {"errors": errors}},
+        "memory_after_every_shape": [{"pss_mb": pss}, {"pss_mb": pss - 10}],
+    }
+
+
+def test_targets_judge_each_bound():
+    report = {
+        "ort_reference_p50_ms": 25.0,
+        "machine": {"server_torch": "2.13.0 (CPU build)"},
+        "layouts": [served_row(c1=28.0, model=25.0, c4=36.0, engine=40.0, errors=0, pss=550)],
+    }
+    verdicts = {t["target"]: t["pass"] for t in bench.targets(report)}
+    assert all(verdicts.values()), verdicts
+    report["layouts"] = [served_row(c1=34.0, model=25.0, c4=30.0, engine=40.0, errors=2, pss=700)]
+    verdicts = {t["target"]: t["pass"] for t in bench.targets(report)}
+    assert not any(verdicts.values()), verdicts

@@ -233,8 +233,8 @@ def test_pdb_keeps_one_pod(manifests: list[dict[str, Any]], deployment: dict[str
 
 def test_resources_set(container: dict[str, Any]) -> None:
     resources = container["resources"]
-    assert resources["requests"] == {"cpu": "2", "memory": "1Gi"}
-    assert resources["limits"] == {"cpu": "2", "memory": "3584Mi"}  # docs/operations.md
+    assert resources["requests"] == {"cpu": "2", "memory": "1280Mi"}
+    assert resources["limits"] == {"cpu": "2", "memory": "2304Mi"}  # docs/operations.md
 
 
 def test_security_context(deployment: dict[str, Any], container: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ once, oversized bodies refused early, and API keys. Every wait polls a state wit
 from __future__ import annotations
 
 import io
+import shutil
 import signal
 import subprocess
 import time
@@ -213,6 +214,7 @@ def test_a_full_store_disk_is_a_507_and_a_clip_spill_that_cannot_fit_fails_early
         error = response.get_json()["error"]
         assert error["code"] == "quota_exceeded" and "disk is full" in error["message"]
         assert not any(store.glob("*/job.json"))
+        assert shutil.disk_usage(store).used < 512 * 1024  # the refused upload's room is back
         # A Matroska clip declares no frame count; its spill (60 x 160 x 120 x 4 bytes, 4.6 MB)
         # cannot fit on this disk: the job fails before the first frame.
         clip = make_clip(tmp_path / "clip.mp4", frames=60, width=160, height=120, audio=False)

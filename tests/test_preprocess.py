@@ -97,3 +97,38 @@ def test_an_8bit_photo_gives_the_float_photos_input_and_picture_exactly(photo_di
     np.testing.assert_array_equal(to_network_input(rgb8), to_network_input(rgb))
     heat = np.zeros_like(rgb8)
     np.testing.assert_array_equal(side_by_side(rgb8, heat), side_by_side(rgb, heat))
+
+
+@pytest.mark.parametrize("kind", ["colour", "grayscale", "progressive"])
+def test_jpeg_decode_gives_opencvs_pixels(kind):
+    """The libjpeg-turbo fast path (simplejpeg) decodes exactly what OpenCV decodes."""
+    import cv2
+
+    from devtools.support import photo_640x480_jpeg
+    from midas_service.images import decode
+
+    bgr = cv2.imdecode(np.frombuffer(photo_640x480_jpeg(), np.uint8), cv2.IMREAD_COLOR)
+    params = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if kind == "progressive" else []
+    picture = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if kind == "grayscale" else bgr
+    data = cv2.imencode(".jpg", picture, params)[1].tobytes()
+    assert decode._decode_jpeg_rgb(data) is not None  # the fast path is taken
+    header = decode.read_header(data, 1 << 30, 1 << 30)
+    opencv = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), 4)
+    np.testing.assert_array_equal(decode.decode_pixels(data, header, keep_8bit=True), opencv)
+    np.testing.assert_array_equal(
+        decode.decode_pixels(data, header), decode.to_float_rgb(cv2.cvtColor(opencv, 4))
+    )
+
+
+def test_network_input_equals_normalising_then_transposing():
+    rgb = np.random.default_rng(3).random((300, 500, 3), dtype=np.float32)
+    resized = cv2_resize_like_reference(rgb, to_network_input(rgb).shape[2:])
+    expected = ((resized - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[np.newaxis]
+    np.testing.assert_array_equal(to_network_input(rgb), expected)
+
+
+def cv2_resize_like_reference(rgb, size):
+    import cv2
+
+    height, width = size
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)

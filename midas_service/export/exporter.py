@@ -91,7 +91,8 @@ def export_torchscript(model: MidasSmall, output: Path, metadata: dict[str, obje
     """Trace in channels-last at 256x256, freeze, and save with the metadata inside.
 
     The stride-2 layers lose their padding copies first (:func:`unpadded_stride2_convs`). The
-    engine turns on oneDNN Graph fusion at load time; ``optimize_for_inference`` is not used:
+    engine turns on oneDNN Graph fusion at load time where asked (MIDAS_TORCHSCRIPT_FUSION=1);
+    ``optimize_for_inference`` is not used:
     it measured slower here, and its graph cannot be saved.
     """
     model = unpadded_stride2_convs(model).to(memory_format=torch.channels_last)

@@ -37,6 +37,11 @@ def to_network_input(rgb: np.ndarray) -> np.ndarray:
     if rgb.dtype == np.uint8:
         rgb = np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
     resized = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
-    resized -= IMAGENET_MEAN  # type: ignore[arg-type]
-    resized /= IMAGENET_STD  # type: ignore[misc]
-    return np.ascontiguousarray(resized.transpose(2, 0, 1)[np.newaxis])
+    # Channel by channel straight into the planar batch: the same numbers as normalising the
+    # interleaved image and transposing it, in about half the time (no stride-3 broadcasts).
+    batch = np.empty((1, 3, height, width), dtype=np.float32)
+    for channel in range(3):
+        plane = batch[0, channel]
+        np.subtract(resized[:, :, channel], IMAGENET_MEAN[channel], out=plane)
+        plane /= IMAGENET_STD[channel]
+    return batch

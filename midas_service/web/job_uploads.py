@@ -55,9 +55,13 @@ def read_uploads(request: Request, jobs_state: JobsState) -> tuple[str, list[Upl
             upload_too_large_message(jobs_state.settings)
         ) from exc  # a chunked body, cut
     except OSError as exc:  # spooling the upload to the store's disk
-        # Raised without a local name: a frame holding its own exception is a reference cycle
-        # that would keep the spooled parts (and their disk space) until the next collection.
-        raise full_disk(exc, jobs_state.store.root) from exc
+        refusal = full_disk(exc, jobs_state.store.root)
+        # The parser's files are only reachable from this exception's traceback now: close
+        # them here, so the disk has its room back before the answer, not at a later GC.
+        close_spooled = getattr(request, "close_spooled", None)
+        if close_spooled is not None:
+            close_spooled()
+        raise refusal from None
     files = form.getlist("file")
     extra = sorted(set(form) - {"file"})
     if extra:

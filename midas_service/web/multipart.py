@@ -9,6 +9,7 @@ may hold is refused as the parts arrive, before they are stored.
 from __future__ import annotations
 
 import io
+from functools import cached_property
 from typing import IO
 
 from flask import Request, current_app
@@ -22,6 +23,16 @@ PARTS_IN_MEMORY = 16  # /jobs file parts that may be spooled in memory (up to 1 
 
 class ServiceRequest(Request):
     file_parts = 0
+
+    @cached_property
+    def spooled(self) -> list[IO[bytes]]:
+        """Every file this request spooled to the job store, closed at once if the form
+        cannot be read."""
+        return []
+
+    def close_spooled(self) -> None:
+        for spooled in self.spooled:
+            spooled.close()
 
     def _get_file_stream(
         self,
@@ -39,4 +50,6 @@ class ServiceRequest(Request):
         # The first parts may stay in memory while small; later ones go straight to disk, so
         # thousands of parts cannot hold the whole body in the web worker's memory.
         in_memory = SPOOL_IN_MEMORY if self.file_parts <= PARTS_IN_MEMORY else 0
-        return jobs.store.spool(in_memory)
+        spooled = jobs.store.spool(in_memory)
+        self.spooled.append(spooled)
+        return spooled
