@@ -235,9 +235,24 @@ def test_burst_at_c64_is_served_or_refused_at_once(model_path, tmp_path, jpeg_64
     assert all(ms is not None and ms <= 1000 + 250 for ms in queue_ms), queue_ms
     assert max(r.seconds for r in refused) < 1.0 + 2.0, report
     assert max(r.seconds for r in served) < 1.0 + 8.0, report
-    # What a person sees is unchanged by the load: the same heatmap as the lone request.
+    # What a person sees is unchanged by the load: the same heatmap as the lone request. Under
+    # load an inference runs on one thread instead of two (core sharing), which moves the depth
+    # by a few 1e-6 of its range (tests/test_core_share.py): a pixel on a rounding tie may land
+    # one grey level over, i.e. one colormap step (up to 5 levels in inferno), never more.
     for response in served:
-        assert np.abs(decode(response.body).astype(int) - reference_picture).max() <= 2
+        difference = np.abs(decode(response.body).astype(int) - reference_picture)
+        assert difference.max() <= colormap_step(), difference.max()
+        assert np.count_nonzero(difference > 2) <= difference.size // 1000
+
+
+def colormap_step() -> int:
+    """The largest colour change between neighbouring grey levels of the default colormap."""
+    from midas_service.images.colormap_names import DEFAULT_COLORMAP
+    from midas_service.images.visualize import COLORMAPS
+
+    grey = np.arange(256, dtype=np.uint8)[:, np.newaxis]
+    table = cv2.applyColorMap(grey, COLORMAPS[DEFAULT_COLORMAP])[:, 0].astype(int)
+    return int(np.abs(np.diff(table, axis=0)).max())
 
 
 def decode(body: bytes) -> np.ndarray:
