@@ -59,8 +59,9 @@ ensure_venv() {
         "$venv/bin/pip" install -q --upgrade pip
         local serving=(-r "$PROJECT_ROOT/requirements.txt")
         if [ "$kind" = serve ]; then
-            "$venv/bin/pip" install -q --index-url "$TORCH_CPU_INDEX" torch \
-                -c "$PROJECT_ROOT/requirements.txt" \
+            # One quick try at the CPU index (an offline machine would retry it for minutes).
+            "$venv/bin/pip" install -q --retries 0 --timeout 10 --index-url "$TORCH_CPU_INDEX" \
+                torch -c "$PROJECT_ROOT/requirements.txt" \
                 || "$venv/bin/pip" install -q torch -c "$PROJECT_ROOT/requirements.txt"
         else
             # The serving pins without their torch: the export stack needs a newer one.
