@@ -17,6 +17,7 @@ import numpy as np
 
 from devtools.servers import stop
 from devtools.support import ROOT
+from midas_service.config import JobSettings, Settings
 
 FINAL = ("finished", "failed", "canceled")
 
@@ -141,3 +142,32 @@ def clip_bytes(frames: int = 12, width: int = 96, height: int = 64) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def job_settings(redis_url: str, directory: Path, queue: str, **overrides) -> JobSettings:
+    """Job settings for a test: quick heartbeats and takeover, ``overrides`` on top."""
+    values = dict(
+        redis_url=redis_url, directory=directory, queue=queue, heartbeat_s=0.5, takeover_s=2
+    )
+    return JobSettings(**(values | overrides))  # type: ignore[arg-type]
+
+
+def job_app(model_path: Path, jobs: JobSettings, load: bool = False, **settings):
+    """The web app with ``jobs`` (one thread, small uploads, no cache); ``load``: load the
+    model now (the /jobs routes themselves need none)."""
+    from midas_service.web import create_app
+
+    base = dict(
+        model_path=model_path,
+        allow_untrained=True,
+        warmup_runs=1,
+        threads=1,
+        share_cores=False,
+        max_upload_mb=2,
+        cache_mb=0,
+    )
+    app = create_app(Settings(**(base | settings)), load_model=False, jobs=jobs)  # type: ignore[arg-type]
+    app.config["TESTING"] = True
+    if load:
+        app.extensions["midas_runtime"].load()
+    return app

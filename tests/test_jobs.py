@@ -17,6 +17,8 @@ import pytest
 from devtools.jobs_support import (
     clip_bytes,
     finished,
+    job_app,
+    job_settings,
     poll,
     small_photos,
     worker,
@@ -24,7 +26,7 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import redis_server
-from midas_service.config import JobSettings, Settings
+from midas_service.config import JobSettings
 
 QUEUE = "midas-jobs-test"
 # The first test also waits for the session's model export and a worker's start, which on a
@@ -44,28 +46,8 @@ def redis_url(workdir: Path):
 
 
 def make_app(model_path: Path, jobs: JobSettings, **settings):
-    from midas_service.web import create_app
-
-    base = dict(
-        model_path=model_path,
-        allow_untrained=True,
-        warmup_runs=1,
-        threads=1,
-        share_cores=False,
-        max_upload_mb=2,
-        cache_mb=0,
-    )
-    app = create_app(Settings(**(base | settings)), load_model=False, jobs=jobs)
-    app.config["TESTING"] = True
-    app.extensions["midas_runtime"].load()
-    return app
-
-
-def job_settings(redis_url: str, directory: Path, **overrides) -> JobSettings:
-    values = dict(
-        redis_url=redis_url, directory=directory, queue=QUEUE, heartbeat_s=0.5, takeover_s=2
-    )
-    return JobSettings(**(values | overrides))
+    """The app with its model loaded (the photo-job tests compare against /predict)."""
+    return job_app(model_path, jobs, load=True, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +57,7 @@ def jobs_dir(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def app(model_path, redis_url, jobs_dir):
-    return make_app(model_path, job_settings(redis_url, jobs_dir))
+    return make_app(model_path, job_settings(redis_url, jobs_dir, QUEUE))
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +193,7 @@ def test_hostile_entries_are_skipped_and_reported_and_nothing_escapes(
 def test_archives_refused_as_a_whole(app, model_path, redis_url, tmp_path):
     limited = make_app(
         model_path,
-        job_settings(redis_url, tmp_path / "store", max_entries=3, max_unzipped_mb=1),
+        job_settings(redis_url, tmp_path / "store", QUEUE, max_entries=3, max_unzipped_mb=1),
     )
     client = limited.test_client()
     photo = small_photos(1)[0]
@@ -306,7 +288,7 @@ def test_cancel_a_queued_job_and_a_running_one(model_path, redis_url, workdir, t
 
 
 def test_results_expire_with_their_files(model_path, redis_url, running_worker, jobs_dir):
-    client = make_app(model_path, job_settings(redis_url, jobs_dir, ttl_s=3)).test_client()
+    client = make_app(model_path, job_settings(redis_url, jobs_dir, QUEUE, ttl_s=3)).test_client()
     job = submit(client, [("a.jpg", small_photos(1)[0])])
     assert poll(client, job["id"], finished)["status"] == "finished"
     assert client.get(f"/jobs/{job['id']}/result").status_code == 200
@@ -438,7 +420,7 @@ def test_redis_restart_under_a_running_worker(model_path, workdir, tmp_path):
     photo = small_photos(1)[0]
     first_redis = redis_server(workdir, port)
     url = first_redis.__enter__()
-    jobs = job_settings(url, tmp_path / "store")
+    jobs = job_settings(url, tmp_path / "store", QUEUE)
     client = make_app(model_path, jobs).test_client()
     env = worker_env(url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
     with worker("survivor", env, workdir) as survivor:

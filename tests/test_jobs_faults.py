@@ -19,6 +19,8 @@ import requests
 
 from devtools.jobs_support import (
     finished,
+    job_app,
+    job_settings,
     poll,
     small_photos,
     worker,
@@ -26,7 +28,6 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import free_port, gunicorn, redis_server
-from midas_service.config import JobSettings, Settings
 
 pytestmark = pytest.mark.timeout(900)
 PHOTO = small_photos(1)[0]
@@ -41,30 +42,6 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def redis_url(workdir: Path):
     with redis_server(workdir) as url:
         yield url
-
-
-def make_app(model_path: Path, jobs: JobSettings, **settings):
-    from midas_service.web import create_app
-
-    base = dict(
-        model_path=model_path,
-        allow_untrained=True,
-        warmup_runs=1,
-        threads=1,
-        share_cores=False,
-        max_upload_mb=2,
-        cache_mb=0,
-    )
-    app = create_app(Settings(**(base | settings)), load_model=False, jobs=jobs)
-    app.config["TESTING"] = True
-    return app
-
-
-def job_settings(redis_url: str, directory: Path, queue: str, **overrides) -> JobSettings:
-    values = dict(
-        redis_url=redis_url, directory=directory, queue=queue, heartbeat_s=0.5, takeover_s=2
-    )
-    return JobSettings(**(values | overrides))
 
 
 def submit(client, files: list[tuple[str, bytes]], headers=None, **query) -> str:
@@ -111,7 +88,7 @@ def test_sigkill_in_a_clip_video_leaves_no_spill_anywhere(
 ):
     queue = f"midas-jobs-spill-{retries}"
     jobs = job_settings(redis_url, tmp_path / "store", queue, retries=retries)
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     temp = tmp_path / "worker-tmp"  # the workers' system temp folder: must stay empty
     temp.mkdir()
     env = worker_env(
@@ -160,7 +137,7 @@ def test_redis_stopped_and_started_mid_job_the_job_goes_on(model_path, workdir, 
     first = redis_server(data, port)
     url = first.__enter__()
     jobs = job_settings(url, tmp_path / "store", "midas-jobs-blip")
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     env = worker_env(url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
     photos = small_photos(300)
     archive = zip_bytes({f"{i}.jpg": photo for i, photo in enumerate(photos)})
@@ -207,7 +184,7 @@ def test_a_full_store_disk_is_a_507_and_a_clip_spill_that_cannot_fit_fails_early
 
     with small_disk(tmp_path / "store", "3m") as store:
         jobs = job_settings(redis_url, store, "midas-jobs-disk", max_store_mb=100)
-        client = make_app(model_path, jobs).test_client()
+        client = job_app(model_path, jobs).test_client()
         big = PHOTO + bytes(4 * 1024 * 1024)  # more than the disk holds, less than the quota
         response = client.post("/jobs", data={"file": (io.BytesIO(big), "big.jpg")})
         assert response.status_code == 507, response.get_data(as_text=True)
@@ -240,7 +217,7 @@ def test_16_jobs_at_once_all_finish_with_their_own_results(
     model_path, redis_url, workdir, tmp_path
 ):
     jobs = job_settings(redis_url, tmp_path / "store", "midas-jobs-sixteen")
-    app = make_app(model_path, jobs)
+    app = job_app(model_path, jobs)
     photos = small_photos(32)
     env = worker_env(redis_url, model_path, jobs.directory, MIDAS_JOBS_QUEUE=jobs.queue)
 
@@ -269,7 +246,7 @@ def test_no_job_is_read_fetched_or_canceled_by_another_key_or_none(
     model_path, redis_url, workdir, tmp_path
 ):
     jobs = job_settings(redis_url, tmp_path / "store", "midas-jobs-owners")
-    client = make_app(model_path, jobs, api_keys=("alpha", "beta")).test_client()
+    client = job_app(model_path, jobs, api_keys=("alpha", "beta")).test_client()
     alpha, beta = {"X-API-Key": "alpha"}, {"Authorization": "Bearer beta"}
     job_id = submit(client, [("a.jpg", PHOTO)], headers=alpha)
     paths = (f"/jobs/{job_id}", f"/jobs/{job_id}/result")

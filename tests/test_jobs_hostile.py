@@ -19,6 +19,8 @@ import pytest
 from devtools.jobs_support import (
     clip_bytes,
     finished,
+    job_app,
+    job_settings,
     poll,
     small_photos,
     worker,
@@ -26,7 +28,6 @@ from devtools.jobs_support import (
     zip_bytes,
 )
 from devtools.servers import redis_server
-from midas_service.config import JobSettings, Settings
 from midas_service.errors import ERROR_CODES
 from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, open_stream
 
@@ -46,30 +47,6 @@ def redis_url(workdir: Path):
         yield url
 
 
-def make_app(model_path: Path, jobs: JobSettings):
-    from midas_service.web import create_app
-
-    settings = Settings(
-        model_path=model_path,
-        allow_untrained=True,
-        warmup_runs=1,
-        threads=1,
-        share_cores=False,
-        max_upload_mb=2,
-        cache_mb=0,
-    )
-    app = create_app(settings, load_model=False, jobs=jobs)
-    app.config["TESTING"] = True
-    return app
-
-
-def job_settings(redis_url: str, directory: Path, **overrides) -> JobSettings:
-    values = dict(
-        redis_url=redis_url, directory=directory, queue=QUEUE, heartbeat_s=0.5, takeover_s=2
-    )
-    return JobSettings(**(values | overrides))
-
-
 @pytest.fixture(scope="module")
 def jobs_dir(workdir: Path) -> Path:
     return workdir / "store"
@@ -77,7 +54,7 @@ def jobs_dir(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client(model_path, redis_url, jobs_dir):
-    return make_app(model_path, job_settings(redis_url, jobs_dir, queue=IDLE)).test_client()
+    return job_app(model_path, job_settings(redis_url, jobs_dir, queue=IDLE)).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +67,7 @@ def running_worker(model_path, redis_url, jobs_dir, workdir):
 @pytest.fixture(scope="module")
 def run_client(model_path, redis_url, jobs_dir, running_worker):
     """Posts to the queue the module's worker runs."""
-    return make_app(model_path, job_settings(redis_url, jobs_dir)).test_client()
+    return job_app(model_path, job_settings(redis_url, jobs_dir, QUEUE)).test_client()
 
 
 PHOTO = small_photos(1)[0]
@@ -216,7 +193,7 @@ def test_archives_refused_at_upload(model_path, redis_url, tmp_path, case):
     jobs = job_settings(
         redis_url, tmp_path / "store", queue=IDLE, max_entries=10, max_unzipped_mb=1.0
     )
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     archive, words = ARCHIVES_REFUSED[case]
     refused(post(client, [("x.zip", archive)]), 400, "bad_archive", words)
     assert job_folders(jobs.directory) == set()
@@ -224,7 +201,7 @@ def test_archives_refused_at_upload(model_path, redis_url, tmp_path, case):
 
 
 def test_the_entry_limit_holds_across_several_zips_and_photos(model_path, redis_url, tmp_path):
-    client = make_app(
+    client = job_app(
         model_path, job_settings(redis_url, tmp_path / "store", queue=IDLE, max_entries=10)
     ).test_client()
     six = zip_bytes({f"{i}.jpg": PHOTO for i in range(6)})
@@ -321,7 +298,7 @@ def test_1001_photos_as_separate_parts_are_one_job(client):
 
 
 def test_more_parts_than_entries_is_a_413_naming_the_parts_limit(model_path, redis_url, tmp_path):
-    client = make_app(
+    client = job_app(
         model_path, job_settings(redis_url, tmp_path / "store", queue=IDLE, max_entries=20)
     ).test_client()
     message = refused(
@@ -555,7 +532,7 @@ def test_a_video_longer_than_the_limits_fails_with_the_limit_named(
     model_path, redis_url, workdir, tmp_path
 ):
     jobs = job_settings(redis_url, tmp_path / "store", queue="midas-jobs-hostile-short")
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     env = worker_env(
         redis_url,
         model_path,
@@ -597,7 +574,7 @@ def chunked_post(client, files: list[tuple[str, bytes]]):
 
 def test_a_chunked_upload_is_held_to_the_quota(model_path, redis_url, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_store_mb=0.1)
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     big = PHOTO + bytes(120_000)  # a JPEG by its first bytes, 120 KB: over the 100 KB quota
     response = chunked_post(client, [("big.jpg", big)])
     refused(response, 507, "quota_exceeded", "MIDAS_JOBS_MAX_MB")
@@ -607,7 +584,7 @@ def test_a_chunked_upload_is_held_to_the_quota(model_path, redis_url, tmp_path):
 
 def test_parallel_uploads_do_not_overshoot_the_quota(model_path, redis_url, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_store_mb=10)
-    app = make_app(model_path, jobs)
+    app = job_app(model_path, jobs)
     # About 3 MB each: three fit in 10 MB, not four. Large enough that reading one upload
     # takes a while, during which the others run their checks.
     upload = PHOTO + bytes(3 * 1024 * 1024)
@@ -626,7 +603,7 @@ def test_parallel_uploads_do_not_overshoot_the_quota(model_path, redis_url, tmp_
 
 def test_a_chunked_body_past_the_upload_limit_is_a_413_naming_it(model_path, redis_url, tmp_path):
     jobs = job_settings(redis_url, tmp_path / "store", queue=IDLE, max_upload_mb=0.1)
-    client = make_app(model_path, jobs).test_client()
+    client = job_app(model_path, jobs).test_client()
     response = chunked_post(client, [("big.jpg", PHOTO + bytes(300_000))])
     refused(response, 413, "too_large", "0.1 MB limit of /jobs", "MIDAS_JOBS_MAX_UPLOAD_MB")
     assert job_folders(jobs.directory) == set()
@@ -674,7 +651,7 @@ def test_many_parts_do_not_stay_in_the_web_workers_memory(model_path, redis_url,
     """40 parts of 200 KB: only the first 16 may be spooled in memory, the rest go to disk."""
     from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-    app = make_app(model_path, job_settings(redis_url, tmp_path / "store", queue=IDLE))
+    app = job_app(model_path, job_settings(redis_url, tmp_path / "store", queue=IDLE))
     part = PHOTO + bytes(200_000)
     environ = EnvironBuilder(
         "/jobs",
