@@ -62,32 +62,30 @@ class ImageHeader:
     format: str
     width: int
     height: int
+    orientation: int = 1  # EXIF orientation; 0 when the EXIF does not parse
 
 
-def _displayed_size(probe: Image.Image) -> tuple[int, int]:
-    """The size after the EXIF orientation that OpenCV's decode applies.
+def _orientation(probe: Image.Image) -> int:
+    """The EXIF orientation that OpenCV's decode applies: 1 without EXIF, 0 if it is malformed.
 
     Only EXIF already read with the header is consulted (Pillow's PNG ``getexif`` would decode
-    the pixels to look further). Pillow reports TIFF sizes already oriented. EXIF that does not
-    parse counts as no rotation: OpenCV ignores it too, and the caller checks the decoded size.
+    the pixels to look further). Pillow reports TIFF sizes already oriented: 1.
     """
-    width, height = probe.size
     exif = probe.info.get("exif")
     if not exif or probe.format == "TIFF":
-        return width, height
+        return 1
     parsed = Image.Exif()
     try:
         parsed.load(exif)
-        orientation = parsed.get(0x0112, 1)
-    except Exception:  # any malformed EXIF: unrotated, as OpenCV reads it
-        orientation = 1
-    return (height, width) if orientation in ROTATED_ORIENTATIONS else (width, height)
+        return int(parsed.get(0x0112, 1))
+    except Exception:  # any malformed EXIF
+        return 0
 
 
 def focal_length_35mm(data: bytes) -> float | None:
     """EXIF ``FocalLengthIn35mmFilm`` of an already checked upload, or None if it has none.
 
-    Read from the EXIF that comes with the header, as :func:`_displayed_size` does; any EXIF
+    Read from the EXIF that comes with the header, as :func:`_orientation` does; any EXIF
     that does not parse counts as none.
     """
     try:
@@ -107,17 +105,22 @@ def focal_length_35mm(data: bytes) -> float | None:
     return focal if focal > 0 and focal == focal else None
 
 
-def header_size(data: bytes, fmt: str) -> tuple[int, int]:
-    """(width, height) as decoded, read from the header only; Pillow decodes no pixels here."""
+def header_size(data: bytes, fmt: str) -> tuple[int, int, int]:
+    """(width, height) as decoded and the EXIF orientation, from the header only (Pillow
+    decodes no pixels here). Malformed EXIF counts as no rotation: OpenCV ignores it too, and
+    the caller checks the decoded size."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
-                return _displayed_size(probe)
+                (width, height), orientation = probe.size, _orientation(probe)
     except Image.DecompressionBombError as exc:  # over 2x Pillow's limit: too large, not corrupt
         raise ImageTooLarge(f"the {fmt} header declares far too many pixels") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise UndecodableImage(f"cannot read the {fmt} header: truncated or corrupt") from exc
+    if orientation in ROTATED_ORIENTATIONS:
+        return height, width, orientation
+    return width, height, orientation
 
 
 def read_header(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
@@ -131,7 +134,7 @@ def read_header(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedImage(f"not a supported image; send one of {', '.join(SUPPORTED_FORMATS)}")
-    width, height = header_size(data, fmt)
+    width, height, orientation = header_size(data, fmt)
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image is {width}x{height} pixels; the limit is {max_pixels}")
     if max(width, height) > MAX_SIDE:
@@ -140,7 +143,7 @@ def read_header(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
         )
     if width < 1 or height < 1:
         raise UndecodableImage(f"the image header says {width}x{height}")
-    return ImageHeader(fmt, width, height)
+    return ImageHeader(fmt, width, height, orientation)
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -159,7 +162,7 @@ def decode_pixels(data: bytes, header: ImageHeader, keep_8bit: bool = False) -> 
     (120 MB instead of 480 MB at 40 MP); the pipeline converts only while it resizes.
     """
     fmt = header.format
-    rgb = _decode_jpeg_rgb(data) if fmt == "jpeg" else None
+    rgb = _decode_jpeg_rgb(data) if fmt == "jpeg" and header.orientation == 1 else None
     if rgb is not None:
         return rgb if keep_8bit else np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32)
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -177,29 +180,12 @@ def decode_pixels(data: bytes, header: ImageHeader, keep_8bit: bool = False) -> 
 def _decode_jpeg_rgb(data: bytes) -> np.ndarray | None:
     """An upright 8-bit JPEG straight to RGB with libjpeg-turbo (simplejpeg): the same pixels
     as OpenCV's decode, about 35 % faster and without the BGR-to-RGB pass. None for what
-    OpenCV must decode: an EXIF orientation to apply, CMYK, 12-bit, anything refused here."""
-    if _exif_orientation(data) != 1:
-        return None
+    OpenCV must decode (CMYK, 12-bit, anything refused here); the caller sends OpenCV every
+    JPEG whose EXIF orientation is to be applied or does not parse."""
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB")
     except ValueError:
         return None
-
-
-def _exif_orientation(data: bytes) -> int:
-    """EXIF orientation of a JPEG from its header (1 when absent or malformed)."""
-    if b"Exif" not in data[:65536]:
-        return 1
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            raw = probe.info.get("exif")
-            if not raw:
-                return 1
-            exif = Image.Exif()
-            exif.load(raw)
-            return int(exif.get(0x0112, 1))
-    except Exception:  # malformed EXIF: OpenCV then decides, as before
-        return 0
 
 
 def to_float_rgb(bgr: np.ndarray) -> np.ndarray:
