@@ -49,6 +49,22 @@ def test_waiting_requests_get_their_turn_in_arrival_order():
     assert turns.take() == 0.0  # all given back: free again
 
 
+def test_a_turn_handed_straight_on_never_reports_the_worker_idle():
+    """Other workers size their inferences from this report (core_share): a gap at a handover
+    would let one of them start on every core while this worker computes."""
+    reports: list[bool] = []
+    turns = ComputeTurns(queue_timeout_s=10, max_waiting=1, on_busy=reports.append)
+    turns.take()
+    waiter = threading.Thread(target=lambda: (turns.take(), turns.give_back()))
+    waiter.start()
+    wait_until(lambda: turns.waiting == 1)
+    with pytest.raises(Overloaded):
+        turns.take()  # refused: reports nothing
+    turns.give_back()  # straight to the waiter, which then gives the last turn back
+    waiter.join()
+    assert reports == [True, False]
+
+
 def test_a_full_line_refuses_at_once():
     turns = ComputeTurns(queue_timeout_s=30, max_waiting=1)
     turns.take()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from midas_service.errors import ClientGone, Overloaded
 
@@ -35,9 +36,17 @@ def queued_seconds() -> float:
 class ComputeTurns:
     """First-come-first-served turns with a bounded line and a bounded wait."""
 
-    def __init__(self, queue_timeout_s: float, max_waiting: int) -> None:
+    def __init__(
+        self,
+        queue_timeout_s: float,
+        max_waiting: int,
+        on_busy: Callable[[bool], None] | None = None,
+    ) -> None:
+        """``on_busy(True)`` when a turn is taken with none held, ``on_busy(False)`` when the
+        last one ends: called under the lock, so a turn handed straight on never reads idle."""
         self.queue_timeout_s = queue_timeout_s
         self.max_waiting = max_waiting
+        self._on_busy = on_busy
         self._guard = threading.Lock()
         self._busy = False
         self._line: deque[threading.Event] = deque()
@@ -54,6 +63,8 @@ class ComputeTurns:
                 raise Overloaded(self._timeout_message())
             if not self._busy and not self._line:
                 self._busy = True
+                if self._on_busy is not None:
+                    self._on_busy(True)
                 return 0.0
             if len(self._line) >= self.max_waiting:
                 raise Overloaded(
@@ -77,6 +88,8 @@ class ComputeTurns:
                 self._line.popleft().set()  # stays busy: the turn passes straight on
             else:
                 self._busy = False
+                if self._on_busy is not None:
+                    self._on_busy(False)
 
     def _timeout_message(self) -> str:
         return (

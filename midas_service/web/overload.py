@@ -19,13 +19,15 @@ EXTENSION = "midas_turns"
 
 
 def install(app: Flask, settings: Settings) -> None:
-    app.extensions[EXTENSION] = ComputeTurns(settings.queue_timeout_s, settings.max_waiting)
+    # Other workers' inferences leave this one its share of the cores while it holds a turn.
+    app.extensions[EXTENSION] = ComputeTurns(
+        settings.queue_timeout_s, settings.max_waiting, on_busy=core_share.set_computing
+    )
 
     @app.teardown_request
     def give_back_turn(exc: BaseException | None) -> None:
         turns = g.pop("midas_turn", None)
         if turns is not None:
-            core_share.set_computing(False)
             turns.give_back()
 
 
@@ -35,7 +37,6 @@ def take_turn() -> None:
     queued = queued_seconds()
     waited = turns.take(queued)
     g.midas_turn = turns
-    core_share.set_computing(True)  # other workers' inferences now leave this one its share
     g.stage_seconds = {"queue": queued + waited}  # Server-Timing and midas_stage_seconds
     if client_gone(request.environ.get("gunicorn.socket")):
         raise ClientGone("the client closed the connection before its turn; skipped")
