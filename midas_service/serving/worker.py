@@ -27,6 +27,12 @@ from midas_service.serving import admission, lifecycle
 class MidasWorker(ThreadWorker):
     def init_process(self) -> None:
         lifecycle.enter_worker(self.log)
+        # OpenCV's own pool would add threads to each resize and colormap: they gain ~0.1 ms on
+        # an idle machine but, with every core already running an inference, they wait on
+        # preempted peers (preprocess 2.0 against 2.4-2.6 ms at c=4; docs/performance.md).
+        import cv2  # after the fork: the master imports no OpenCV
+
+        cv2.setNumThreads(1)
         super().init_process()
 
     def enqueue_req(self, conn: TConn) -> None:
