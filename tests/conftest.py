@@ -142,3 +142,22 @@ def broken_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _extra_files={"midas.json": json.dumps(metadata)},
     )
     return path
+
+
+# The job tests' shared fixtures: one folder, one Redis and one job store per test module.
+@pytest.fixture(scope="module")
+def workdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+
+@pytest.fixture(scope="module")
+def redis_url(workdir: Path):
+    from devtools.servers import redis_server
+
+    with redis_server(workdir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def jobs_dir(workdir: Path) -> Path:
+    return workdir / "store"

@@ -34,25 +34,9 @@ QUEUE = "midas-jobs-test"
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("jobs")
-
-
-@pytest.fixture(scope="module")
-def redis_url(workdir: Path):
-    with redis_server(workdir) as url:
-        yield url
-
-
 def make_app(model_path: Path, jobs: JobSettings, **settings):
     """The app with its model loaded (the photo-job tests compare against /predict)."""
     return job_app(model_path, jobs, load=True, **settings)
-
-
-@pytest.fixture(scope="module")
-def jobs_dir(workdir: Path) -> Path:
-    return workdir / "store"
 
 
 @pytest.fixture(scope="module")

@@ -33,17 +33,6 @@ pytestmark = pytest.mark.timeout(900)
 PHOTO = small_photos(1)[0]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("jobs-faults")
-
-
-@pytest.fixture(scope="module")
-def redis_url(workdir: Path):
-    with redis_server(workdir) as url:
-        yield url
-
-
 def submit(client, files: list[tuple[str, bytes]], headers=None, **query) -> str:
     response = client.post(
         "/jobs",

@@ -27,29 +27,12 @@ from devtools.jobs_support import (
     worker_env,
     zip_bytes,
 )
-from devtools.servers import redis_server
 from midas_service.errors import ERROR_CODES
 from midas_service.jobs.archive import ArchiveLimits, ArchiveRefused, open_stream
 
 QUEUE = "midas-jobs-hostile"  # a worker runs these
 IDLE = "midas-jobs-hostile-idle"  # no worker: jobs only wait (refusals happen before the queue)
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("jobs-hostile")
-
-
-@pytest.fixture(scope="module")
-def redis_url(workdir: Path):
-    with redis_server(workdir) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def jobs_dir(workdir: Path) -> Path:
-    return workdir / "store"
 
 
 @pytest.fixture(scope="module")
