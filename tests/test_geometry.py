@@ -434,26 +434,6 @@ def test_cli_saves_ply_and_glb(model_path, photo_dir, tmp_path):
     assert np.array_equal(positions, np.stack([vertices[a] for a in "xyz"], axis=1))
 
 
-def test_cli_refuses_a_bad_fov_in_one_line(model_path, photo_dir, tmp_path):
-    from tests.test_cli import run_cli
-
-    result = run_cli(
-        "predict",
-        photo_dir / "chelsea.png",
-        "--model",
-        model_path,
-        "--output-dir",
-        tmp_path,
-        "--save",
-        "glb",
-        "--fov",
-        "200",
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "--fov" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def exif_jpeg(width: int, height: int, focal_35mm: int, orientation: int = 1) -> bytes:
     """A ``width`` x ``height`` JPEG (as stored) with FocalLengthIn35mmFilm and Orientation."""
     exif = Image.Exif()

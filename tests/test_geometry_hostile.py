@@ -147,7 +147,7 @@ def test_the_encoders_never_write_a_non_finite_number(fov, near, far):
 def test_the_cli_refuses_the_same_extremes_in_one_line(model_path, photo_dir, tmp_path):
     from tests.test_cli import run_cli
 
-    for flags in (("--near", "1e-300", "--far", "1e300"), ("--fov", "1e-320")):
+    for flags in (("--near", "1e-300", "--far", "1e300"), ("--fov", "1e-320"), ("--fov", "200")):
         result = run_cli(
             "predict",
             photo_dir / "chelsea.png",
