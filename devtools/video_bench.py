@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from devtools.support import ROOT
-from devtools.video_clips import decoded_frames, make_clip
+from devtools.video_clips import background_flicker, make_clip
 from midas_service.config import VideoLimits
 from midas_service.inference.engines import load_engine
 from midas_service.inference.pipeline import DepthEstimator
@@ -77,9 +77,7 @@ def flicker(model: Path, backend: str, workdir: Path) -> dict[str, float]:
     for scale in ("clip", "running", "frame"):
         out = workdir / f"flicker-{scale}.mp4"
         convert_video(src, out, estimator, VideoOptions(scale=scale, colormap="gray"))
-        gray = [f[..., 0].astype(float) for f in decoded_frames(out)]
-        changes = [np.abs(b - a)[mask].mean() for a, b in itertools.pairwise(gray)]
-        result[scale] = float(np.mean(changes))
+        result[scale] = background_flicker(out, mask)
     return result
 
 

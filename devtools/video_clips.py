@@ -4,6 +4,7 @@ readers of the results (ffprobe, PyAV, the MP4 atom layout)."""
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import struct
 import subprocess
@@ -171,3 +172,9 @@ def top_level_atoms(path: Path) -> list[str]:
 def decoded_frames(path: Path, pix_fmt: str = "rgb24") -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format=pix_fmt) for f in container.decode(video=0)]
+
+
+def background_flicker(path: Path, mask: np.ndarray) -> float:
+    """Mean absolute frame-to-frame change of the gray level over ``mask`` (static pixels)."""
+    gray = [f[..., 0].astype(float) for f in decoded_frames(path)]
+    return float(np.mean([np.abs(b - a)[mask].mean() for a, b in itertools.pairwise(gray)]))

@@ -6,7 +6,6 @@ read back with ffprobe and PyAV, never with the code under test.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ import pytest
 from devtools.support import ROOT
 from devtools.video_clips import (
     audio_packets,
+    background_flicker,
     decoded_frames,
     ffprobe,
     frame_times,
@@ -182,12 +182,6 @@ def test_depth16_frame_k_equals_predict_within_the_quantisation(
     assert min(c.min() for c in codes) == 0 and max(c.max() for c in codes) == DEPTH_CODE_MAX
     kept = zip(frame_times(out), frame_times(clip), strict=True)
     assert all(abs(a - b) <= Fraction(1, 1000) for a, b in kept)  # Matroska counts in ms
-
-
-def background_flicker(path: Path, mask: np.ndarray) -> float:
-    """Mean absolute frame-to-frame change of the gray level over ``mask`` (static pixels)."""
-    gray = [f[..., 0].astype(float) for f in decoded_frames(path)]
-    return float(np.mean([np.abs(b - a)[mask].mean() for a, b in itertools.pairwise(gray)]))
 
 
 def test_clip_scale_flickers_less_than_per_frame(estimator, tmp_path: Path):
