@@ -15,9 +15,10 @@ sleep instead of spinning, or two workers' spinning threads starve each other on
   request ~30 % slower) and says so in the log.
 - ONNX Runtime: MIDAS_ORT_SPINNING=0.
 - OpenVINO: its own (TBB) thread pool per compiled model; OpenMP settings do not apply.
-While other workers compute, a request runs on its share of the cores instead of every core
-(MIDAS_SHARE_CORES, midas_service/inference/core_share.py; the master gives each worker a slot in
-pre_fork and clears it in child_exit).
+While other workers compute, a request runs on its share of the cores instead of every core,
+or waits for the workers' one inference turn (MIDAS_SHARE_CORES,
+midas_service/inference/core_share.py; the master gives each worker a slot in pre_fork and
+clears it in child_exit).
 The measurements behind this are in docs/performance.md, from devtools/bench.py.
 
 The master never loads a model runtime, so forking stays cheap and a worker's runtime starts

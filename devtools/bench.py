@@ -369,7 +369,7 @@ OPENMP_OPTIONS = {
 def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, str]]:
     """``WxT`` plus options: ``2x2``, ``2x2+onnxruntime``, ``2x2+spin`` (ORT spinning on),
     ``2x2+gomp`` / ``2x2+passive`` (TorchScript with GNU OpenMP spinning / passive),
-    ``2x2+fixed`` (every request on T threads: MIDAS_SHARE_CORES=0), ``2x2+openvino+bf16``
+    ``2x2+split`` / ``2x2+turns`` / ``2x2+off`` (MIDAS_SHARE_CORES), ``2x2+openvino+bf16``
     (MIDAS_PRECISION=bf16); or ``backend:precision:WxT[+options]``
     (``openvino:bf16:2x2``)."""
     text = text.lower()
@@ -384,8 +384,8 @@ def parse_layout(text: str, default_backend: str) -> tuple[int, int, dict[str, s
     for option in options:
         if option == "spin":
             env["MIDAS_ORT_SPINNING"] = "1"
-        elif option == "fixed":
-            env["MIDAS_SHARE_CORES"] = "0"
+        elif option in core_share.POLICIES:
+            env["MIDAS_SHARE_CORES"] = option
         elif option in BACKENDS:
             env["MIDAS_BACKEND"] = option
         elif option == "bf16":
@@ -456,12 +456,15 @@ def model_only_served(
     return engine_processes(model, python, env, backend, precision, threads, 1, 4.0)[0]["p50_ms"]
 
 
-def threads_under_load(workers: int, threads: int, env: dict[str, str]) -> int:
-    """The thread count each worker's inference gets while every worker computes."""
-    if workers == 1 or env.get("MIDAS_SHARE_CORES") == "0":
-        return threads
+def engines_under_load(workers: int, threads: int, env: dict[str, str]) -> tuple[int, int]:
+    """(inferences at once, threads each) while every worker computes (MIDAS_SHARE_CORES)."""
+    sharing = core_share.policy(env.get("MIDAS_SHARE_CORES", "auto"), env["MIDAS_BACKEND"])
+    if sharing == "turns":
+        return 1, threads
+    if workers == 1 or sharing == "off":
+        return workers, threads
     share = max(1, available_cpus() // workers)
-    return next((c for c in core_share.thread_counts(threads) if c <= share), 1)
+    return workers, next((c for c in core_share.thread_counts(threads) if c <= share), 1)
 
 
 def parse_server_timing(header: str) -> dict[str, float]:
@@ -539,14 +542,16 @@ def measure_layout(
     engine = (model, args.server_python, env, row["backend"], row["precision"])
     # The engine alone first, in processes set up like the workers, on this run's machine state.
     row["model_only_p50_ms"] = model_only_served(*engine, threads)
-    row["threads_under_load"] = threads_under_load(workers, threads, env)
-    loops = engine_processes(*engine, row["threads_under_load"], workers, args.duration)
+    row["engines_under_load"], row["threads_under_load"] = engines_under_load(workers, threads, env)
+    loops = engine_processes(
+        *engine, row["threads_under_load"], row["engines_under_load"], args.duration
+    )
     row["engine_only_per_s"] = sum(r["count"] / r["seconds"] for r in loops)
     log.info(
         "%s: model only %.1f ms; %d engines x %d threads alone: %.1f inferences/s",
         layout,
         row["model_only_p50_ms"],
-        workers,
+        row["engines_under_load"],
         row["threads_under_load"],
         row["engine_only_per_s"],
     )
@@ -717,7 +722,7 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
     for r in rows:
         c4 = r["wrk"].get(4, {}).get("requests_per_s", float("nan"))
         print(
-            f"| {r['layout']} | {r['workers']} x {r['threads_under_load']} | "
+            f"| {r['layout']} | {r['engines_under_load']} x {r['threads_under_load']} | "
             f"{r['engine_only_per_s']:.1f} | {c4:.1f} | {c4 / r['engine_only_per_s']:.2f} | "
             f"{c4 * ort / 1000:.2f} |"
         )
@@ -785,7 +790,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
                 "c=4 >= 0.8x the same workers' engine-only throughput",
                 name,
                 f"{c4['requests_per_s']:.1f} req/s = {ratio:.2f}x of {r['engine_only_per_s']:.1f}"
-                f"/s ({r['workers']} x {r['threads_under_load']} threads)",
+                f"/s ({r['engines_under_load']} x {r['threads_under_load']} threads)",
                 ratio >= 0.8,
             )
         c8 = r["wrk"].get(8)
@@ -830,12 +835,12 @@ def main() -> int:
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     parser.add_argument(
         "--layouts",
-        default="2x2,2x2+onnxruntime,2x2+openvino,2x2+openvino+bf16,2x2+fixed,1x2,2x1,"
+        default="2x2,2x2+onnxruntime,2x2+openvino,2x2+openvino+bf16,2x2+off,2x2+openvino+split,1x2,2x1,"
         "2x2+passive,2x2+gomp",
         help="workers x threads to compare; +onnxruntime/+openvino/+torchscript: that backend; "
         "+bf16: MIDAS_PRECISION=bf16 (not run without bf16 units); "
         "+spin: ORT spinning on; +gomp/+passive: TorchScript on GNU OpenMP (spinning/passive); "
-        "+fixed: no core sharing (MIDAS_SHARE_CORES=0)",
+        "+split/+turns/+off: MIDAS_SHARE_CORES",
     )
     parser.add_argument(
         "--targets-only",

@@ -57,7 +57,7 @@ def worker_env(redis_url: str, model_path: Path, jobs_dir: Path, **extra: str) -
         "MIDAS_MODEL_PATH": str(model_path),
         "MIDAS_RANDOM_WEIGHTS": "1",
         "MIDAS_THREADS": "1",
-        "MIDAS_SHARE_CORES": "0",
+        "MIDAS_SHARE_CORES": "off",
         "MIDAS_WARMUP_RUNS": "1",
         "MIDAS_JOBS_DIR": str(jobs_dir),
         "MIDAS_JOBS_HEARTBEAT_S": "0.5",
@@ -162,7 +162,7 @@ def job_app(model_path: Path, jobs: JobSettings, load: bool = False, **settings)
         allow_untrained=True,
         warmup_runs=1,
         threads=1,
-        share_cores=False,
+        share_cores="off",
         max_upload_mb=2,
         cache_mb=0,
     )

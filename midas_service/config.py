@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from midas_service.images.colormap_names import COLORMAP_NAMES, DEFAULT_COLORMAP
+from midas_service.inference.core_share import POLICIES
 from midas_service.inference.engines import BACKENDS, DEFAULT_BACKEND
 from midas_service.inference.precision import DEFAULT_PRECISION, PRECISIONS
 
@@ -282,8 +283,13 @@ class Settings:
     threads: int | None = var(
         "MIDAS_THREADS", None, "inference threads per worker", shown="usable cores", low=1
     )
-    share_cores: bool = var(
-        "MIDAS_SHARE_CORES", True, "0 = always MIDAS_THREADS, even while other workers compute"
+    share_cores: str = var(
+        "MIDAS_SHARE_CORES",
+        "auto",
+        "while several workers compute: split = each inference on its share of the cores, "
+        "turns = one inference at a time on every thread, off = always MIDAS_THREADS; "
+        "auto = turns for OpenVINO, split otherwise (docs/performance.md)",
+        choices=POLICIES,
     )
     max_upload_mb: float = var("MIDAS_MAX_UPLOAD_MB", 10.0, "largest /predict upload", above=0)
     max_pixels: int = var(

@@ -45,6 +45,6 @@ def command_settings(args: argparse.Namespace, settings: Settings) -> Settings:
         backend=args.backend,
         precision=args.precision,
         threads=args.threads,
-        share_cores=False,
+        share_cores="off",
         warmup_runs=0,
     )

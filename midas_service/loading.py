@@ -5,7 +5,8 @@ all call it with their settings, so a model is refused, measured and warmed the 
 everywhere:
 
 1. the engine (``MIDAS_BACKEND``, ``MIDAS_PRECISION``, ``MIDAS_THREADS``), one per thread count
-   with ``MIDAS_SHARE_CORES``, with OpenVINO's compiled-model cache (``MIDAS_OPENVINO_CACHE_DIR``);
+   where ``MIDAS_SHARE_CORES`` splits the cores, with OpenVINO's compiled-model cache
+   (``MIDAS_OPENVINO_CACHE_DIR``);
    a file without the export metadata is refused unless ``MIDAS_ALLOW_NO_METADATA=1``;
 2. random weights are refused unless ``MIDAS_RANDOM_WEIGHTS=1``;
 3. a reduced precision is measured against fp32 on the example photos and refused above
@@ -56,15 +57,17 @@ class WorkerEngine:
     """The model's inference: one engine per thread count; TorchScript's on one dedicated thread.
 
     Each inference takes the largest thread count that fits the cores other workers leave free
-    at that moment (``midas_service.inference.core_share``). Requests are handled on several
+    at that moment, or waits for the workers' one inference turn, as MIDAS_SHARE_CORES says
+    (``midas_service.inference.core_share``). Requests are handled on several
     threads (gthread), and OpenMP (TorchScript) keeps one thread team per calling thread:
     called from each request thread in turn, a worker would grow one team per thread. One
     caller keeps it at MIDAS_THREADS inference threads, and the warm-up warms the very thread
     that serves.
     """
 
-    def __init__(self, engines: dict[int, Engine], cores: int) -> None:
+    def __init__(self, engines: dict[int, Engine], cores: int, turns: bool = False) -> None:
         self.engines = engines
+        self.turns = turns  # one inference at a time among the workers (core_share)
         self.counts = tuple(sorted(engines, reverse=True))
         self.cores = cores
         first = engines[self.counts[0]]
@@ -82,9 +85,15 @@ class WorkerEngine:
         if threads is None:
             threads = core_share.threads_for_next_inference(self.counts, self.cores)
         self.last_threads = threads
+        if not self.turns:
+            return self._run(self.engines[threads], batch)
+        with core_share.inference_turn():
+            return self._run(self.engines[threads], batch)
+
+    def _run(self, engine: Engine, batch: np.ndarray) -> np.ndarray:
         if self._thread is None:
-            return self.engines[threads].infer(batch)
-        return self._thread.submit(self.engines[threads].infer, batch).result()
+            return engine.infer(batch)
+        return self._thread.submit(engine.infer, batch).result()
 
     def warm_up(self, runs: int) -> None:
         """``runs`` inferences with every engine, on the inference thread that will serve
@@ -96,10 +105,12 @@ class WorkerEngine:
 
 
 def load_worker_engine(settings: Settings) -> WorkerEngine:
-    """The model at MIDAS_THREADS and, with MIDAS_SHARE_CORES, at each smaller share."""
+    """The model at MIDAS_THREADS and, where the cores are split (MIDAS_SHARE_CORES), at each
+    smaller share."""
     cores = available_cpus()
     threads = settings.threads or cores
-    counts = core_share.thread_counts(threads) if settings.share_cores else (threads,)
+    sharing = core_share.policy(settings.share_cores, settings.backend)
+    counts = core_share.thread_counts(threads) if sharing == "split" else (threads,)
     engines = {
         count: load_engine(
             settings.model_path,
@@ -113,7 +124,7 @@ def load_worker_engine(settings: Settings) -> WorkerEngine:
         )
         for count in counts
     }
-    return WorkerEngine(engines, cores)
+    return WorkerEngine(engines, cores, turns=sharing == "turns")
 
 
 def measure_against_fp32(settings: Settings, engine: Engine) -> deviation.Deviation:

@@ -38,8 +38,8 @@ def test_parse_layout_options():
     assert env["MIDAS_ORT_SPINNING"] == "1" and env["MIDAS_BACKEND"] == "torchscript"
     _, _, env = bench.parse_layout("2x2+passive", "torchscript")
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["LD_PRELOAD"] == ""
-    _, _, env = bench.parse_layout("2x2+fixed", "torchscript")
-    assert env["MIDAS_SHARE_CORES"] == "0"
+    _, _, env = bench.parse_layout("2x2+off", "torchscript")
+    assert env["MIDAS_SHARE_CORES"] == "off"
     with pytest.raises(ValueError):
         bench.parse_layout("2x2+turbo", "onnxruntime")
 
@@ -94,8 +94,12 @@ def test_layout_as_backend_precision_and_shape():
     workers, threads, env = bench.parse_layout("openvino:bf16:2x2", "torchscript")
     assert (workers, threads) == (2, 2)
     assert env["MIDAS_BACKEND"] == "openvino" and env["MIDAS_PRECISION"] == "bf16"
-    _, _, env = bench.parse_layout("torchscript:fp32:2x1+fixed", "onnxruntime")
-    assert env == {"MIDAS_THREADS": "1", "MIDAS_BACKEND": "torchscript", "MIDAS_SHARE_CORES": "0"}
+    _, _, env = bench.parse_layout("torchscript:fp32:2x1+turns", "onnxruntime")
+    assert env == {
+        "MIDAS_THREADS": "1",
+        "MIDAS_BACKEND": "torchscript",
+        "MIDAS_SHARE_CORES": "turns",
+    }
     with pytest.raises(ValueError):
         bench.parse_layout("openvino:int4:2x2", "torchscript")
 
@@ -112,11 +116,14 @@ def test_server_timing_stages_are_read():
     }
 
 
-def test_threads_under_load_follow_core_sharing(monkeypatch):
+def test_engines_under_load_follow_core_sharing(monkeypatch):
     monkeypatch.setattr(bench, "available_cpus", lambda: 2)
-    assert bench.threads_under_load(2, 2, {}) == 1
-    assert bench.threads_under_load(1, 2, {}) == 2
-    assert bench.threads_under_load(2, 2, {"MIDAS_SHARE_CORES": "0"}) == 2
+    torchscript, openvino = {"MIDAS_BACKEND": "torchscript"}, {"MIDAS_BACKEND": "openvino"}
+    assert bench.engines_under_load(2, 2, torchscript) == (2, 1)  # auto: split
+    assert bench.engines_under_load(1, 2, torchscript) == (1, 2)
+    assert bench.engines_under_load(2, 2, {**torchscript, "MIDAS_SHARE_CORES": "off"}) == (2, 2)
+    assert bench.engines_under_load(2, 2, openvino) == (1, 2)  # auto: turns
+    assert bench.engines_under_load(2, 2, {**openvino, "MIDAS_SHARE_CORES": "split"}) == (2, 1)
 
 
 def served_row(c1: float, model: float, c4: float, engine: float, errors: int, pss: float):
@@ -126,6 +133,7 @@ def served_row(c1: float, model: float, c4: float, engine: float, errors: int, p
         "precision": "fp32",
         "default_path": True,
         "workers": 2,
+        "engines_under_load": 2,
         "threads_under_load": 1,
         "gunicorn_c1": {"p50_ms": c1},
         "model_only_p50_ms": model,

@@ -545,7 +545,7 @@ def job_site(random_model_path, tmp_path_factory):
             "REDIS_URL": redis_url,
             "MIDAS_JOBS_DIR": str(store),
             "MIDAS_THREADS": "1",
-            "MIDAS_SHARE_CORES": "0",
+            "MIDAS_SHARE_CORES": "off",
             **queue,
         }
         app_url, _ = stack.enter_context(

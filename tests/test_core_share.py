@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 from pathlib import Path
 
@@ -91,6 +92,79 @@ def test_a_worker_killed_while_computing_is_forgotten_when_it_exits(master):
     assert core_share.computing_elsewhere() == 0
 
 
+@pytest.mark.parametrize(
+    ("setting", "backend", "sharing"),
+    [
+        ("auto", "openvino", "turns"),
+        ("auto", "torchscript", "split"),
+        ("auto", "onnxruntime", "split"),
+        ("off", "openvino", "off"),
+        ("turns", "torchscript", "turns"),
+    ],
+)
+def test_auto_gives_openvino_turns_and_the_others_a_split(setting, backend, sharing):
+    assert core_share.policy(setting, backend) == sharing
+
+
+def holding_worker(started, stop) -> None:
+    with core_share.inference_turn():
+        started.set()
+        stop.wait(30)
+
+
+def fork_turn_holder(worker_id: int):
+    core_share.assign_slot(worker_id)
+    started, stop = FORK.Event(), FORK.Event()
+    process = FORK.Process(target=holding_worker, args=(started, stop))
+    process.start()
+    assert started.wait(30)
+    return process, stop
+
+
+def turn_is_free() -> bool:
+    """Take this worker's turn without waiting, if it is free (and give it back)."""
+    descriptor = core_share._turn_descriptor()
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+    return True
+
+
+def test_one_inference_turn_among_the_workers(master):
+    holder, stop = fork_turn_holder(1)
+    core_share.assign_slot(2)  # this process plays the second worker
+    try:
+        assert not turn_is_free()
+        stop.set()
+        holder.join(30)
+        assert turn_is_free()
+    finally:
+        stop.set()
+        holder.join(30)
+
+
+def test_a_worker_killed_holding_the_turn_leaves_it_free(master):
+    holder, _ = fork_turn_holder(1)
+    core_share.assign_slot(2)
+    assert not turn_is_free()
+    holder.kill()
+    holder.join(30)
+    assert turn_is_free()  # the kernel dropped its lock with the process
+
+
+def test_outside_gunicorn_an_inference_never_waits_for_a_turn(master):
+    holder, stop = fork_turn_holder(1)  # a served worker holds the turn ...
+    try:
+        core_share._own_slot = None  # ... and this process is a CLI or job worker: no slot
+        with core_share.inference_turn():
+            pass
+    finally:
+        stop.set()
+        holder.join(30)
+
+
 def thread_cpu_ticks() -> dict[int, int]:
     """CPU time (user + system, in clock ticks) of each thread of this process."""
     ticks = {}
@@ -117,7 +191,7 @@ def busy_threads(run) -> int:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_engine_runs_on_its_thread_count_with_the_same_numbers(model_path, backend):
     engine = load_worker_engine(
-        Settings(model_path=model_path, backend=backend, threads=2, share_cores=True)
+        Settings(model_path=model_path, backend=backend, threads=2, share_cores="split")
     )
     assert engine.counts == (2, 1)
     batch = np.random.default_rng(0).standard_normal((1, 3, 192, 256), dtype=np.float32)
@@ -131,8 +205,11 @@ def test_each_engine_runs_on_its_thread_count_with_the_same_numbers(model_path, 
         ), f"{backend} at {threads} threads"
 
 
-def test_without_sharing_a_worker_has_one_engine(model_path):
-    engine = load_worker_engine(Settings(model_path=model_path, threads=2, share_cores=False))
-    assert engine.counts == (2,)
+@pytest.mark.parametrize(("backend", "setting"), [("torchscript", "off"), ("openvino", "auto")])
+def test_without_a_split_a_worker_has_one_engine(model_path, backend, setting):
+    engine = load_worker_engine(
+        Settings(model_path=model_path, backend=backend, threads=2, share_cores=setting)
+    )
+    assert engine.counts == (2,) and engine.turns == (setting == "auto")
     assert engine.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 64, 64)
     assert engine.last_threads == 2

@@ -112,7 +112,7 @@ def posing_as_bf16(model_path, monkeypatch):
         backend="openvino",
         precision="bf16",
         threads=1,
-        share_cores=False,
+        share_cores="off",
         allow_untrained=True,
         warmup_runs=1,
         openvino_cache_dir=None,
@@ -165,7 +165,7 @@ def test_fp32_is_not_measured_and_readyz_says_fp32(model_path):
         raise AssertionError("fp32 is the reference: nothing to measure")
 
     settings = Settings(
-        model_path=model_path, backend="openvino", threads=1, share_cores=False,
+        model_path=model_path, backend="openvino", threads=1, share_cores="off",
         allow_untrained=True, warmup_runs=0, openvino_cache_dir=None,
     )  # fmt: skip
     runtime = ModelRuntime(settings, measure_deviation=never)

@@ -1,12 +1,20 @@
-"""How many inference threads a request gets while other workers compute on the same cores.
+"""How the workers of one Gunicorn master share the cores (MIDAS_SHARE_CORES).
 
 A lone request runs on every thread (MIDAS_THREADS, normally every core): the lowest latency.
-When other workers compute at the same time, each request takes its share of the cores instead,
-because the thread teams of several workers on the same cores wait on each other's preempted
-threads, and one team each on its share runs more inferences per second (docs/performance.md).
-A TorchScript module keeps the thread count its oneDNN partitions
-were compiled with, so the worker holds one engine per count (:func:`thread_counts`) and picks
-one for each inference (:func:`threads_for_next_inference`).
+When several workers compute at once, thread teams on the same cores wait on each other's
+preempted threads, so the workers share the cores in one of two ways (docs/performance.md):
+
+- ``split``: each inference takes its share of the cores while other workers compute. A
+  TorchScript module keeps the thread count its oneDNN partitions were compiled with, so the
+  worker holds one engine per count (:func:`thread_counts`) and picks one for each inference
+  (:func:`threads_for_next_inference`). Best where N one-thread engines side by side outrun
+  one engine on N threads (TorchScript and ONNX Runtime here).
+- ``turns``: one inference at a time among the workers, each on every thread, while the others
+  decode and encode (:func:`inference_turn`). Best where one engine on every thread outruns
+  the one-thread engines side by side: OpenVINO here, whose one-thread engines are 2-4x slower
+  per inference when two run at once on this machine's cores (shared AMX units).
+- ``off``: every inference on MIDAS_THREADS, whatever the others do; ``auto`` (the default):
+  ``turns`` for OpenVINO, ``split`` otherwise.
 
 Who is computing: one byte per worker in anonymous shared memory, made when the Gunicorn master
 imports this module (from gunicorn.conf.py) and inherited by the workers it forks. The master
@@ -17,13 +25,25 @@ dying worker could leave held. Outside Gunicorn there is no slot, and a request 
 
 from __future__ import annotations
 
+import fcntl
 import mmap
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+POLICIES = ("auto", "split", "turns", "off")
+TURNS_BY_DEFAULT = ("openvino",)  # backends that ``auto`` gives turns (measured, see above)
 
 SLOTS = 256
 _FLAGS = mmap.mmap(-1, SLOTS)
 _own_slot: int | None = None
 _slot_of_worker: dict[int, int] = {}  # the master's bookkeeping: worker age -> slot
+# The inference turn: an flock on an anonymous file made with the master. A flock belongs to an
+# open file description, which a forked worker's inherited descriptor shares with every other
+# worker, so each worker opens the file again (:func:`_turn_descriptor`). The kernel drops the
+# lock of a worker that dies holding it: nothing to clean up.
+_TURN_FILE = os.memfd_create("midas-inference-turn")
+_turn_descriptor_of: dict[int, int] = {}  # pid -> this process's own descriptor
 
 
 def assign_slot(worker_id: int) -> None:
@@ -55,6 +75,36 @@ def computing_elsewhere() -> int:
     if _own_slot is not None and _FLAGS[_own_slot]:
         others -= 1
     return others
+
+
+def policy(setting: str, backend: str) -> str:
+    """The sharing a worker applies: ``setting`` (MIDAS_SHARE_CORES) with ``auto`` resolved."""
+    if setting != "auto":
+        return setting
+    return "turns" if backend in TURNS_BY_DEFAULT else "split"
+
+
+@contextmanager
+def inference_turn() -> Iterator[None]:
+    """Hold the one inference turn of this master's workers (outside Gunicorn: nothing to wait
+    for). A worker runs one request's inference at a time (its compute turn)."""
+    if _own_slot is None:
+        yield
+        return
+    descriptor = _turn_descriptor()
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def _turn_descriptor() -> int:
+    pid = os.getpid()
+    if pid not in _turn_descriptor_of:
+        path = f"/proc/self/fd/{_TURN_FILE}"  # opening it makes a new open file description
+        _turn_descriptor_of[pid] = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    return _turn_descriptor_of[pid]
 
 
 def thread_counts(threads: int) -> tuple[int, ...]:
