@@ -47,8 +47,9 @@ class ResidualConvUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(F.relu(x))
-        out = self.conv2(F.relu(out))
-        return out + x
+        out = self.conv2(F.relu(out, inplace=True))
+        out += x
+        return out
 
 
 class FusionBlock(nn.Module):
@@ -94,9 +95,9 @@ class Decoder(nn.Module):
             nn.Conv2d(c1, 32, 3, padding=1),
             Upsample2x(),
             nn.Conv2d(32, 32, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(32, 1, 1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, levels: tuple[torch.Tensor, ...]) -> torch.Tensor:
