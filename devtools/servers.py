@@ -200,11 +200,13 @@ def render_nginx_conf(
         (conf_d / template.name.removesuffix(".template")).write_text(text)
     temp = folder / "nginx-temp"
     temp.mkdir(exist_ok=True)
-    os.chmod(temp, 0o777)  # nginx workers may run as nobody when started by root
+    # Started by root, nginx runs its workers as nobody, who cannot read a clone or a pytest
+    # folder inside a private (0700) directory: keep them as root here, on 127.0.0.1 only.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     conf = folder / "nginx.conf"
     conf.write_text(
         f"""daemon off;
-worker_processes 1;
+{user}worker_processes 1;
 pid {folder}/nginx.pid;
 error_log {folder}/nginx-error.log warn;
 events {{ worker_connections 256; }}
