@@ -65,9 +65,10 @@ class WorkerEngine:
     that serves.
     """
 
-    def __init__(self, engines: dict[int, Engine], cores: int, turns: bool = False) -> None:
+    def __init__(self, engines: dict[int, Engine], cores: int, sharing: str = "off") -> None:
         self.engines = engines
-        self.turns = turns  # one inference at a time among the workers (core_share)
+        self.sharing = sharing  # split, turns or off (core_share.policy)
+        self.last_turn_wait = 0.0  # seconds the last inference waited for the workers' turn
         self.counts = tuple(sorted(engines, reverse=True))
         self.cores = cores
         first = engines[self.counts[0]]
@@ -85,9 +86,10 @@ class WorkerEngine:
         if threads is None:
             threads = core_share.threads_for_next_inference(self.counts, self.cores)
         self.last_threads = threads
-        if not self.turns:
+        if self.sharing != "turns":
             return self._run(self.engines[threads], batch)
-        with core_share.inference_turn():
+        with core_share.inference_turn() as waited:
+            self.last_turn_wait = waited
             return self._run(self.engines[threads], batch)
 
     def _run(self, engine: Engine, batch: np.ndarray) -> np.ndarray:
@@ -124,7 +126,7 @@ def load_worker_engine(settings: Settings) -> WorkerEngine:
         )
         for count in counts
     }
-    return WorkerEngine(engines, cores, turns=sharing == "turns")
+    return WorkerEngine(engines, cores, sharing)
 
 
 def measure_against_fp32(settings: Settings, engine: Engine) -> deviation.Deviation:

@@ -210,6 +210,7 @@ def test_without_a_split_a_worker_has_one_engine(model_path, backend, setting):
     engine = load_worker_engine(
         Settings(model_path=model_path, backend=backend, threads=2, share_cores=setting)
     )
-    assert engine.counts == (2,) and engine.turns == (setting == "auto")
+    assert engine.counts == (2,)
+    assert engine.sharing == ("turns" if setting == "auto" else "off")
     assert engine.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 64, 64)
     assert engine.last_threads == 2

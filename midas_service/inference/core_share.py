@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -85,16 +86,18 @@ def policy(setting: str, backend: str) -> str:
 
 
 @contextmanager
-def inference_turn() -> Iterator[None]:
-    """Hold the one inference turn of this master's workers (outside Gunicorn: nothing to wait
-    for). A worker runs one request's inference at a time (its compute turn)."""
+def inference_turn() -> Iterator[float]:
+    """Hold the one inference turn of this master's workers; yields the seconds waited for it
+    (outside Gunicorn: nothing to wait for). A worker runs one inference at a time (its
+    compute turn)."""
     if _own_slot is None:
-        yield
+        yield 0.0
         return
     descriptor = _turn_descriptor()
+    start = time.perf_counter()
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     try:
-        yield
+        yield time.perf_counter() - start
     finally:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
 

@@ -114,6 +114,7 @@ class ModelRuntime:
             engine = self._estimator.engine
             info.update(metadata=engine.metadata, threads=engine.threads)
             info["thread_counts"] = list(engine.counts)
+            info["share_cores"] = engine.sharing
             info["untrained"] = bool(engine.metadata.get("untrained"))
             info["load_seconds"] = round(self.load_seconds or 0.0, 3)
         if self.deviation is not None:

@@ -48,7 +48,10 @@ def run_prediction(options: RenderOptions, data: bytes) -> Answer:
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
     threads = estimator.engine.last_threads  # the worker's engine (runtime.WorkerEngine)
     metrics.INFERENCE_THREADS.labels(str(threads)).inc()
-    g.timing_notes = [*g.get("timing_notes", []), f"threads;desc={threads}"]
+    notes = [f"threads;desc={threads}"]
+    if estimator.engine.sharing == "turns":  # included in infer: the wait for other workers
+        notes.append(f"turn;desc=wait;dur={estimator.engine.last_turn_wait * 1000:.2f}")
+    g.timing_notes = [*g.get("timing_notes", []), *notes]
     cache_put(key, Entry(answer.body, answer.media_type))
     return answer
 
