@@ -177,15 +177,15 @@ def thread_cpu_ticks() -> dict[int, int]:
     return ticks
 
 
-def busy_threads(run) -> int:
-    """How many threads did at least a fifth of the CPU work of ``run()``."""
+def busy_threads(run, share: float) -> int:
+    """How many threads did at least ``share`` of the CPU work of ``run()``."""
     before = thread_cpu_ticks()
     run()
     after = thread_cpu_ticks()
     used = {tid: after[tid] - before.get(tid, 0) for tid in after}
     total = sum(used.values())
     assert total >= 20, f"too little CPU time to tell ({total} ticks)"
-    return sum(1 for ticks in used.values() if ticks >= total / 5)
+    return sum(1 for ticks in used.values() if ticks >= total * share)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -197,12 +197,15 @@ def test_each_engine_runs_on_its_thread_count_with_the_same_numbers(model_path, 
     batch = np.random.default_rng(0).standard_normal((1, 3, 192, 256), dtype=np.float32)
     depth = {threads: engine.infer(batch, threads) for threads in engine.counts}
     assert range_error(depth[1], depth[2]) <= 1e-5
-    for threads in engine.counts:
-        # Switch back and forth first: each engine keeps its own count whatever ran before.
-        engine.infer(batch, 3 - threads)
-        assert busy_threads(lambda t=threads: [engine.infer(batch, t) for _ in range(12)]) == (
-            threads
-        ), f"{backend} at {threads} threads"
+    # Switch back and forth first: each engine keeps its own count whatever ran before.
+    engine.infer(batch, 2)
+    one = busy_threads(lambda: [engine.infer(batch, 1) for _ in range(12)], share=1 / 5)
+    assert one == 1, f"{backend} at 1 thread"
+    # On a loaded machine a work-stealing pool (OpenVINO's) leaves most of the work to the
+    # thread that runs while the other waits for a core (64 and 4 ticks seen): a second
+    # thread taking part at all is what shows the count.
+    two = busy_threads(lambda: [engine.infer(batch, 2) for _ in range(12)], share=1 / 50)
+    assert two == 2, f"{backend} at 2 threads"
 
 
 @pytest.mark.parametrize(("backend", "setting"), [("torchscript", "off"), ("openvino", "auto")])
