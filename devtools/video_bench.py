@@ -83,18 +83,17 @@ def flicker(model: Path, backend: str, workdir: Path) -> dict[str, float]:
 
 def memory(model: Path, backend: str, workdir: Path) -> dict[str, int]:
     """Peak RSS (MB) of a whole conversion, 1280x720, clip scale, 100 and 300 frames."""
-    script = workdir / "video_memory.py"
-    script.write_text(MEMORY_SCRIPT)
     peaks = {}
     for frames in (100, 300):
         src = make_clip(workdir / f"mem-{frames}.mp4", frames, 1280, 720, preset="ultrafast")
         out = workdir / f"mem-{frames}-out.mp4"
         output = subprocess.run(
-            [sys.executable, script, src, out, workdir, model, backend],
+            # With -c the working directory is importable: the package as it is in ROOT.
+            [sys.executable, "-c", MEMORY_SCRIPT, src, out, workdir, model, backend],
             capture_output=True,
             text=True,
             check=True,
-            cwd=ROOT,  # the package importable as it is
+            cwd=ROOT,
         ).stdout.split()
         peaks[f"{frames} frames"] = int(output[1])
     return peaks

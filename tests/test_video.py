@@ -349,13 +349,12 @@ MEMORY_SCRIPT = """
 import resource, sys
 from pathlib import Path
 import numpy as np
-sys.path.insert(0, {root!r})
 from midas_service.inference.pipeline import DepthEstimator
 from midas_service.video.convert import VideoOptions, convert_video
 from midas_service.config import VideoLimits
 
 class Engine:  # the network's cost is not what grows with a clip: a cheap stand-in
-    backend, threads, metadata = "stub", 1, {{}}
+    backend, threads, metadata = "stub", 1, {}
     def infer(self, batch):
         return np.ascontiguousarray(batch[:, 0] * 0.1 + 1.0)
 
@@ -368,18 +367,18 @@ print(report.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 def test_memory_does_not_grow_with_the_clip(tmp_path: Path):
     """720p, clip scale (two passes, 3.7 MB of raw depth per frame spilled): the peak RSS of a
     300-frame clip stays within 150 MB of a 100-frame one."""
-    script = tmp_path / "memory.py"
-    script.write_text(MEMORY_SCRIPT.format(root=str(ROOT)))
     peaks = {}
     for frames in (100, 300):
         src = make_clip(
             tmp_path / f"{frames}.mp4", frames, 1280, 720, moving=True, preset="ultrafast"
         )
         result = subprocess.run(
-            [sys.executable, str(script), str(src), str(tmp_path / f"{frames}.out.mp4"), tmp_path],
+            # With -c the working directory is importable: the package as it is in ROOT.
+            [sys.executable, "-c", MEMORY_SCRIPT, src, tmp_path / f"{frames}.out.mp4", tmp_path],
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,
         )
         count, peak_mb = map(int, result.stdout.split())
         assert count == frames
