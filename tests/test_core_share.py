@@ -35,11 +35,12 @@ def computing_worker(started, stop) -> None:
     core_share.set_computing(False)
 
 
-def fork_worker(worker_id: int):
-    """What the master does: a slot, then the fork; the child computes until told to stop."""
+def fork_worker(worker_id: int, target=computing_worker):
+    """What the master does: a slot, then the fork; the child runs ``target`` (computes, by
+    default) until told to stop."""
     core_share.assign_slot(worker_id)
     started, stop = FORK.Event(), FORK.Event()
-    process = FORK.Process(target=computing_worker, args=(started, stop))
+    process = FORK.Process(target=target, args=(started, stop))
     process.start()
     assert started.wait(30)
     return process, stop
@@ -112,15 +113,6 @@ def holding_worker(started, stop) -> None:
         stop.wait(30)
 
 
-def fork_turn_holder(worker_id: int):
-    core_share.assign_slot(worker_id)
-    started, stop = FORK.Event(), FORK.Event()
-    process = FORK.Process(target=holding_worker, args=(started, stop))
-    process.start()
-    assert started.wait(30)
-    return process, stop
-
-
 def turn_is_free() -> bool:
     """Take this worker's turn without waiting, if it is free (and give it back)."""
     descriptor = core_share._turn_descriptor()
@@ -133,7 +125,7 @@ def turn_is_free() -> bool:
 
 
 def test_one_inference_turn_among_the_workers(master):
-    holder, stop = fork_turn_holder(1)
+    holder, stop = fork_worker(1, holding_worker)
     core_share.assign_slot(2)  # this process plays the second worker
     try:
         assert not turn_is_free()
@@ -146,7 +138,7 @@ def test_one_inference_turn_among_the_workers(master):
 
 
 def test_a_worker_killed_holding_the_turn_leaves_it_free(master):
-    holder, _ = fork_turn_holder(1)
+    holder, _ = fork_worker(1, holding_worker)
     core_share.assign_slot(2)
     assert not turn_is_free()
     holder.kill()
@@ -155,7 +147,7 @@ def test_a_worker_killed_holding_the_turn_leaves_it_free(master):
 
 
 def test_outside_gunicorn_an_inference_never_waits_for_a_turn(master):
-    holder, stop = fork_turn_holder(1)  # a served worker holds the turn ...
+    holder, stop = fork_worker(1, holding_worker)  # a served worker holds the turn ...
     try:
         core_share._own_slot = None  # ... and this process is a CLI or job worker: no slot
         with core_share.inference_turn():
