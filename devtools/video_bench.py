@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from devtools.support import ROOT
-from devtools.video_clips import background_flicker, make_clip
+from devtools.video_clips import flicker_per_scale, make_clip
 from midas_service.config import VideoLimits
 from midas_service.inference.engines import load_engine
 from midas_service.inference.pipeline import DepthEstimator
@@ -73,12 +73,7 @@ def flicker(model: Path, backend: str, workdir: Path) -> dict[str, float]:
     src = make_clip(workdir / "flicker.mp4", 30, 160, 120, moving=True)
     mask = np.zeros((120, 160), bool)
     mask[:, :48] = True  # the square never reaches the left 48 columns
-    result = {}
-    for scale in ("clip", "running", "frame"):
-        out = workdir / f"flicker-{scale}.mp4"
-        convert_video(src, out, estimator, VideoOptions(scale=scale, colormap="gray"))
-        result[scale] = background_flicker(out, mask)
-    return result
+    return flicker_per_scale(src, mask, estimator, workdir)
 
 
 def memory(model: Path, backend: str, workdir: Path) -> dict[str, int]:

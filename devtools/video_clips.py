@@ -10,9 +10,13 @@ import struct
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
+
+from midas_service.inference.pipeline import DepthEstimator
+from midas_service.video.convert import VideoOptions, convert_video
 
 NTSC = Fraction(30000, 1001)
 
@@ -178,3 +182,16 @@ def background_flicker(path: Path, mask: np.ndarray) -> float:
     """Mean absolute frame-to-frame change of the gray level over ``mask`` (static pixels)."""
     gray = [f[..., 0].astype(float) for f in decoded_frames(path)]
     return float(np.mean([np.abs(b - a)[mask].mean() for a, b in itertools.pairwise(gray)]))
+
+
+def flicker_per_scale(
+    src: Path, mask: np.ndarray, estimator: DepthEstimator[Any], folder: Path
+) -> dict[str, float]:
+    """``src`` converted at each colour scale (gray colormap) into ``folder``, and the
+    :func:`background_flicker` of each result over ``mask``."""
+    flicker = {}
+    for scale in ("clip", "running", "frame"):
+        out = folder / f"flicker-{scale}.mp4"
+        convert_video(src, out, estimator, VideoOptions(scale=scale, colormap="gray"))
+        flicker[scale] = background_flicker(out, mask)
+    return flicker

@@ -23,9 +23,9 @@ import pytest
 from devtools.support import ROOT
 from devtools.video_clips import (
     audio_packets,
-    background_flicker,
     decoded_frames,
     ffprobe,
+    flicker_per_scale,
     frame_times,
     make_audio_only,
     make_clip,
@@ -188,11 +188,7 @@ def test_clip_scale_flickers_less_than_per_frame(estimator, tmp_path: Path):
     src = make_clip(tmp_path / "enter.mp4", frames=20, width=128, height=96, moving=True)
     mask = np.zeros((96, 128), bool)
     mask[:, :40] = True  # the object never reaches the left 40 columns
-    flicker = {}
-    for scale in ("clip", "running", "frame"):
-        out = tmp_path / f"{scale}.mp4"
-        convert_video(src, out, estimator, VideoOptions(scale=scale, colormap="gray"))
-        flicker[scale] = background_flicker(out, mask)
+    flicker = flicker_per_scale(src, mask, estimator, tmp_path)
     assert flicker["clip"] < flicker["frame"], flicker
     assert flicker["clip"] < 0.7 * flicker["frame"], flicker
 
