@@ -463,8 +463,8 @@ def engines_under_load(workers: int, threads: int, env: dict[str, str]) -> tuple
         return 1, threads
     if workers == 1 or sharing == "off":
         return workers, threads
-    share = max(1, available_cpus() // workers)
-    return workers, next((c for c in core_share.thread_counts(threads) if c <= share), 1)
+    counts = core_share.thread_counts(threads)
+    return workers, core_share.threads_within_share(counts, available_cpus(), workers)
 
 
 def parse_server_timing(header: str) -> dict[str, float]:

@@ -120,5 +120,11 @@ def thread_counts(threads: int) -> tuple[int, ...]:
 
 def threads_for_next_inference(counts: Sequence[int], cores: int) -> int:
     """The largest of ``counts`` (descending) within this worker's share of the cores now."""
-    share = max(1, cores // (computing_elsewhere() + 1))
+    return threads_within_share(counts, cores, computing_elsewhere() + 1)
+
+
+def threads_within_share(counts: Sequence[int], cores: int, computing: int) -> int:
+    """The largest of ``counts`` (descending) within one share of ``cores`` split among
+    ``computing`` workers; the smallest count if none fits."""
+    share = max(1, cores // computing)
     return next((count for count in counts if count <= share), counts[-1])
