@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 
 import cv2
 import numpy as np
 
+from midas_service.images import jpeg_bands
 from midas_service.images.visualize import normalize
+from midas_service.inference import core_share
+from midas_service.inference.engines import available_cpus
 
 JPEG_QUALITY = 90
+_cores = functools.cache(available_cpus)
 
 
 def encode_picture(bgr: np.ndarray, fmt: str) -> bytes:
     """BGR uint8 picture -> JPEG or PNG bytes."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if fmt == "jpeg" else []
-    ok, buffer = cv2.imencode(f".{'jpg' if fmt == 'jpeg' else 'png'}", bgr, params)
+    height, width = bgr.shape[:2]
+    return encode_rows(lambda start, stop: bgr[start:stop], height, width, fmt)
+
+
+def encode_rows(rows: jpeg_bands.Rows, height: int, width: int, fmt: str) -> bytes:
+    """A BGR uint8 picture painted band by band by ``rows`` -> JPEG or PNG bytes. A JPEG's
+    bands are painted and encoded on this worker's share of the cores (docs/performance.md):
+    the same bytes on any number of threads."""
+    if fmt == "jpeg":
+        threads = core_share.share_of_cores(_cores())
+        return jpeg_bands.encode(rows, height, width, JPEG_QUALITY, threads)
+    ok, buffer = cv2.imencode(".png", rows(0, height))
     if not ok:
         raise ValueError(f"OpenCV could not encode a {fmt} picture")
     return buffer.tobytes()

@@ -21,7 +21,7 @@ from midas_service.images import encode, encode3d, visualize
 # Part of every result-cache key (web/cache.py): bump it with any change to how answers are
 # rendered or encoded (colours, scaling, encoder settings), so a release never serves the bytes
 # the previous one cached (Redis keeps them for MIDAS_CACHE_TTL_S).
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: OpenCV's encoder fails beyond it
 PNG_MAX_SIDE = 1_000_000  # libpng's default user limit, enforced on write (and on read)
 # JSON costs ~20 bytes and a Python float per pixel: 2 MP is ~40 MB and ~0.4 s; 36 MP took 18 s
@@ -56,13 +56,24 @@ class RenderOptions:
 Renderer = Callable[[np.ndarray, np.ndarray, RenderOptions], bytes]
 
 
+# Pictures are painted band by band while they are encoded (encode.encode_rows).
 def _heatmap(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
-    return encode.encode_picture(visualize.heatmap(depth, options.colormap), options.format)
+    gray = visualize.normalize(depth, 255, np.uint8)
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        return visualize.colorize(gray[start:stop], options.colormap)
+
+    return encode.encode_rows(rows, gray.shape[0], gray.shape[1], options.format)
 
 
 def _side(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:
-    picture = visualize.side_by_side(rgb, visualize.heatmap(depth, options.colormap))
-    return encode.encode_picture(picture, options.format)
+    gray = visualize.normalize(depth, 255, np.uint8)
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        heat = visualize.colorize(gray[start:stop], options.colormap)
+        return visualize.side_by_side(rgb[start:stop], heat)
+
+    return encode.encode_rows(rows, gray.shape[0], 2 * gray.shape[1], options.format)
 
 
 def _depth(rgb: np.ndarray, depth: np.ndarray, options: RenderOptions) -> bytes:

@@ -32,7 +32,11 @@ def normalize(depth: np.ndarray, top: int, dtype: type) -> np.ndarray:
 
 def heatmap(depth: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     """(H, W) depth -> (H, W, 3) uint8 BGR picture; near (large values) is bright."""
-    gray = normalize(depth, 255, np.uint8)
+    return colorize(normalize(depth, 255, np.uint8), colormap)
+
+
+def colorize(gray: np.ndarray, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """(H, W) uint8 -> (H, W, 3) uint8 BGR through the colormap (gray: the same values)."""
     code = COLORMAPS[colormap]
     if code is None:
         return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
@@ -59,7 +63,4 @@ def heatmap_range(
         scaled *= np.float32(255.0 / span)
         np.clip(scaled, 0.0, 255.0, out=scaled)
         gray = np.rint(scaled, out=scaled).astype(np.uint8)
-    code = COLORMAPS[colormap]
-    if code is None:
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    return cv2.applyColorMap(gray, code)
+    return colorize(gray, colormap)

@@ -128,3 +128,9 @@ def threads_within_share(counts: Sequence[int], cores: int, computing: int) -> i
     ``computing`` workers; the smallest count if none fits."""
     share = max(1, cores // computing)
     return next((count for count in counts if count <= share), counts[-1])
+
+
+def share_of_cores(cores: int) -> int:
+    """This worker's share of ``cores`` now, for work outside the engine (a JPEG encode):
+    every core while no other worker computes, else an even split."""
+    return max(1, cores // (computing_elsewhere() + 1))
