@@ -195,6 +195,7 @@ def torchscript_variants(runs: int) -> list[dict[str, object]]:
 
     from midas_service.export.exporter import unpadded_stride2_convs
     from midas_service.export.network import build_model
+    from midas_service.export.packed import packed_model
     from midas_service.export.weights import random_state_dict
 
     warnings.simplefilter("ignore")
@@ -222,17 +223,11 @@ def torchscript_variants(runs: int) -> list[dict[str, object]]:
             torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
         )
         add("+ optimize_for_inference (not used)", lambda: served(x))
-        torch.jit.enable_onednn_fusion(True)
-        fused = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
-        fused(x_cl)
-        fused(x_cl)
-        add("frozen channels-last + oneDNN graph fusion", lambda: fused(x_cl))
         unpadded_stride2_convs(model_cl)
-        served = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
-        served(x_cl)
-        served(x_cl)
-        add("+ stride-2 layers without padding copies (served)", lambda: served(x_cl))
-        torch.jit.enable_onednn_fusion(False)
+        unpadded = torch.jit.freeze(torch.jit.trace(model_cl, x_cl).eval())
+        add("+ stride-2 layers without padding copies", lambda: unpadded(x_cl))
+        packed = torch.jit.trace(packed_model(model_cl, x), x, check_trace=False)
+        add("+ packed convolutions with fused post-ops (served)", lambda: packed(x))
     return rows
 
 

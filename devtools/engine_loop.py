@@ -33,7 +33,6 @@ def main() -> None:
         allow_no_metadata=True,
         precision=precision,
         cache_dir=settings.openvino_cache_dir,  # the workers' OpenVINO blobs
-        fusion=settings.torchscript_fusion,
     )
     batch = np.random.default_rng(0).standard_normal((1, 3, int(height), int(width)))
     batch = batch.astype(np.float32)

@@ -309,12 +309,6 @@ class Settings:
         "MIDAS_ALLOW_NO_METADATA", False, "1 = allow a model file without export metadata"
     )
     ort_spinning: bool = var("MIDAS_ORT_SPINNING", False, "1 = ONNX Runtime threads busy-wait")
-    torchscript_fusion: bool = var(
-        "MIDAS_TORCHSCRIPT_FUSION",
-        False,
-        "1 = oneDNN Graph fusion for TorchScript: faster model, but 1.1-1.7 GB per worker after "
-        "every input shape instead of ~550 MB (docs/performance.md)",
-    )
     warmup_runs: int = var("MIDAS_WARMUP_RUNS", 3, "inferences before a worker is ready", low=0)
     ready_wait_s: float = var(
         "MIDAS_READY_WAIT_S", 20.0, "how long /predict waits for a warming worker", low=0

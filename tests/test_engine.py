@@ -66,11 +66,3 @@ def test_unknown_backend_and_missing_file_are_clear(model_path, tmp_path):
         load_engine(model_path, "tensorflow")
     with pytest.raises(FileNotFoundError, match="midas-depth export"):
         load_engine(tmp_path / "none.pt", "torchscript")
-
-
-def test_torchscript_fusion_is_off_unless_asked():
-    from midas_service.config import Settings
-
-    assert Settings.from_env({}).torchscript_fusion is False
-    assert Settings.from_env({"MIDAS_TORCHSCRIPT_FUSION": "1"}).torchscript_fusion is True
-    assert Settings.from_env({"MIDAS_TORCHSCRIPT_FUSION": "0"}).torchscript_fusion is False

@@ -63,12 +63,15 @@ def test_stride2_layers_without_padding_copies_compute_the_same(eager, model_pat
         batch = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(width))
         with torch.no_grad():
             assert range_error(unpadded(batch).numpy(), eager(batch).numpy()) <= 1e-5
-    # The served file has the plain convolutions: no padding op copies an activation.
+    # The served file has the plain convolutions: no padding op copies an activation. Each of
+    # the 97 convolutions it runs is packed, with its batch norm and activation folded in.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        graph = str(torch.jit.load(str(model_path)).graph)
+        graph = str(torch.jit.load(str(model_path)).inlined_graph)
     assert "aten::pad" not in graph and "constant_pad_nd" not in graph
-    assert graph.count("aten::_convolution") == 97
+    assert graph.count("mkldnn::_convolution_pointwise") == 97
+    for unfused in ("aten::_convolution", "batch_norm", "hardtanh", "clamp"):
+        assert unfused not in graph
 
 
 def test_self_check_fails_loudly_for_a_different_model(model_path):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from midas_service.export.network import MidasSmall, build_model
+from midas_service.export.packed import packed_model
 from midas_service.export.weights import Checkpoint
 from midas_service.inference.engines import METADATA_FILE, load_engine
 from midas_service.inference.preprocess import INPUT_RULE
@@ -23,6 +24,9 @@ from midas_service.inference.preprocess import INPUT_RULE
 log = logging.getLogger(__name__)
 
 TRACE_SIZE = (256, 256)
+# Packed weights take the layout oneDNN picks for this input (height, width): a 4:3 landscape
+# photo, the commonest shape. Other sizes give the same numbers (CHECK_SIZES).
+PACK_SIZE = (192, 256)
 # (height, width) pairs the exported files are checked at: square, landscape, portrait, wide.
 CHECK_SIZES = ((256, 256), (192, 256), (256, 192), (160, 256))
 CHECK_TOLERANCE = 1e-4  # of the eager map's value range
@@ -88,21 +92,21 @@ def unpadded_stride2_convs(model: MidasSmall) -> MidasSmall:
 
 
 def export_torchscript(model: MidasSmall, output: Path, metadata: dict[str, object]) -> None:
-    """Trace in channels-last at 256x256, freeze, and save with the metadata inside.
+    """Pack the convolutions at PACK_SIZE, trace, and save with the metadata inside.
 
-    The stride-2 layers lose their padding copies first (:func:`unpadded_stride2_convs`). The
-    engine turns on oneDNN Graph fusion at load time where asked (MIDAS_TORCHSCRIPT_FUSION=1);
-    ``optimize_for_inference`` is not used:
-    it measured slower here, and its graph cannot be saved.
+    The stride-2 layers lose their padding copies first (:func:`unpadded_stride2_convs`); then
+    every convolution takes its batch norm, activation or residual add and keeps its weights in
+    oneDNN's layout (:mod:`midas_service.export.packed`). Every weight lives in a packed
+    convolution, so there is nothing left to freeze.
     """
-    model = unpadded_stride2_convs(model).to(memory_format=torch.channels_last)
-    example = torch.zeros(1, 3, *TRACE_SIZE).contiguous(memory_format=torch.channels_last)
+    example = torch.zeros(1, 3, *PACK_SIZE)
+    packed = packed_model(unpadded_stride2_convs(model), example)
     with torch.no_grad(), warnings.catch_warnings():
         # timm's "same" padding reads sizes as Python ints; constant for multiples of 32.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
-        frozen = torch.jit.freeze(torch.jit.trace(model, example).eval())
-    torch.jit.save(frozen, str(output), _extra_files={METADATA_FILE: json.dumps(metadata)})
+        traced = torch.jit.trace(packed, example, check_trace=False)
+    torch.jit.save(traced, str(output), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
 def export_onnx(model: MidasSmall, output: Path, metadata: dict[str, object]) -> None:

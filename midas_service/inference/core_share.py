@@ -4,8 +4,8 @@ A lone request runs on every thread (MIDAS_THREADS, normally every core): the lo
 When several workers compute at once, thread teams on the same cores wait on each other's
 preempted threads, so the workers share the cores in one of two ways (docs/performance.md):
 
-- ``split``: each inference takes its share of the cores while other workers compute. A
-  TorchScript module keeps the thread count its oneDNN partitions were compiled with, so the
+- ``split``: each inference takes its share of the cores while other workers compute. An
+  engine keeps the thread count it was made with (an ONNX Runtime session its pool), so the
   worker holds one engine per count (:func:`thread_counts`) and picks one for each inference
   (:func:`threads_for_next_inference`). Best where N one-thread engines side by side outrun
   one engine on N threads (TorchScript and ONNX Runtime here).

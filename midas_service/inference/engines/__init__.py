@@ -142,7 +142,6 @@ def load_engine(
     allow_no_metadata: bool = False,
     precision: str = DEFAULT_PRECISION,
     cache_dir: Path | None = None,
-    fusion: bool = False,
 ) -> Engine:
     """Open the model file of ``backend`` next to ``path`` with ``threads`` intra-op threads.
 
@@ -150,8 +149,7 @@ def load_engine(
     workers share the cores); TorchScript ignores it (OMP_WAIT_POLICY governs OpenMP).
     A file without the export's metadata raises MissingMetadata unless ``allow_no_metadata``.
     ``precision`` other than fp32 raises ``PrecisionRefused`` where it is not fast
-    (``midas_service.inference.precision``). ``cache_dir``: OpenVINO's compiled-model cache;
-    ``fusion``: TorchScript's oneDNN Graph fusion (MIDAS_TORCHSCRIPT_FUSION).
+    (``midas_service.inference.precision``). ``cache_dir``: OpenVINO's compiled-model cache.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -161,7 +159,7 @@ def load_engine(
         raise FileNotFoundError(f"model file {path} not found; create it with midas-depth export")
     threads = threads or available_cpus()
     engine = REGISTRY[backend].engine_class()(
-        path, threads, spinning, precision=precision, cache_dir=cache_dir, fusion=fusion
+        path, threads, spinning, precision=precision, cache_dir=cache_dir
     )
     if allow_no_metadata and not all(key in engine.metadata for key in REQUIRED_METADATA):
         log.warning("%s has no export metadata; using it because it is explicitly allowed", path)

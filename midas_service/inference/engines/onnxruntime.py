@@ -25,7 +25,6 @@ class OnnxRuntimeEngine:
         spinning: bool = False,
         precision: str = "fp32",  # load_engine admits fp32 only (inference/precision.py)
         cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
-        fusion: bool = False,  # TorchScript's
     ) -> None:
         import onnxruntime as ort
 

@@ -67,7 +67,6 @@ class OpenVinoEngine:
         spinning: bool = False,
         precision: str = "fp32",
         cache_dir: Path | None = None,
-        fusion: bool = False,  # TorchScript's
     ) -> None:
         import openvino as ov
 

@@ -1,4 +1,4 @@
-"""TorchScript backend: the frozen, oneDNN-fused export run by torch (the default)."""
+"""TorchScript backend: the export's packed convolutions run by torch (the default)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ from midas_service.inference.engines import METADATA_FILE, ModelFileError
 if TYPE_CHECKING:
     import numpy as np
 
-STATIC_SPECIALISATIONS = 20
-# oneDNN Graph fusion (MIDAS_TORCHSCRIPT_FUSION): faster, but each fused (input shape, thread
-# count) keeps ~20-25 MB of compiled state, ~1.1 GB per worker after all 15 shapes with core
-# sharing's two engines against ~500 MB unfused (docs/performance.md, "TorchScript memory").
-
 
 class TorchScriptEngine:
     backend = "torchscript"
@@ -30,17 +25,10 @@ class TorchScriptEngine:
         spinning: bool = False,
         precision: str = "fp32",  # load_engine admits fp32 only (inference/precision.py)
         cache_dir: Path | None = None,  # OpenVINO's; nothing to cache here
-        fusion: bool = False,  # MIDAS_TORCHSCRIPT_FUSION
     ) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        # oneDNN Graph fusion of the frozen channels-last graph, where turned on (``fusion``):
-        # faster than plain or optimize_for_inference (docs/performance.md). The profiling
-        # executor specialises per input shape; the resize rule allows 15 shapes, so allow 20
-        # static specialisations instead of the default 2, past which it silently falls back.
-        torch.jit.enable_onednn_fusion(fusion)
-        torch.jit.set_fusion_strategy([("STATIC", STATIC_SPECIALISATIONS)])
         extra = {METADATA_FILE: ""}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
@@ -50,8 +38,7 @@ class TorchScriptEngine:
         self.metadata = json.loads(extra[METADATA_FILE] or "{}")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        # The oneDNN partitions keep the thread count of their first run (their compilation);
-        # other engines of this process may run at other counts (core_share.py).
+        # Another engine of this process may have run at another count (core_share.py).
         if self._torch.get_num_threads() != self.threads:
             self._torch.set_num_threads(self.threads)
         with self._torch.inference_mode():
