@@ -108,13 +108,15 @@ class WorkerEngine:
 
 def load_worker_engine(settings: Settings) -> WorkerEngine:
     """The model at MIDAS_THREADS and, where the cores are split (MIDAS_SHARE_CORES), at each
-    smaller share."""
+    smaller share. An engine that can run its model at another thread count
+    (``with_threads``: TorchScript) is loaded once; the others once per count."""
     cores = available_cpus()
     threads = settings.threads or cores
     sharing = core_share.policy(settings.share_cores, settings.backend)
     counts = core_share.thread_counts(threads) if sharing == "split" else (threads,)
-    engines = {
-        count: load_engine(
+
+    def load(count: int) -> Engine:
+        return load_engine(
             settings.model_path,
             settings.backend,
             count,
@@ -122,10 +124,13 @@ def load_worker_engine(settings: Settings) -> WorkerEngine:
             allow_no_metadata=settings.allow_no_metadata,
             precision=settings.precision,
             cache_dir=settings.openvino_cache_dir,
-            fusion=settings.torchscript_fusion,
         )
-        for count in counts
-    }
+
+    first = load(counts[0])
+    same_model = getattr(first, "with_threads", None)
+    engines = {counts[0]: first}
+    for count in counts[1:]:
+        engines[count] = same_model(count) if same_model is not None else load(count)
     return WorkerEngine(engines, cores, sharing)
 
 
@@ -138,7 +143,6 @@ def measure_against_fp32(settings: Settings, engine: Engine) -> deviation.Deviat
         settings.ort_spinning,
         allow_no_metadata=settings.allow_no_metadata,
         cache_dir=settings.openvino_cache_dir,
-        fusion=settings.torchscript_fusion,
     )
     photos = [read_image_file(path) for path in deviation.photos_in()]
     measured = deviation.measure(DepthEstimator(engine), DepthEstimator(reference), photos)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 import zipfile
@@ -36,6 +37,12 @@ class TorchScriptEngine:
         self._torch = torch
         self.threads = threads
         self.metadata = json.loads(extra[METADATA_FILE] or "{}")
+
+    def with_threads(self, threads: int) -> TorchScriptEngine:
+        """The same module (weights shared) run at ``threads``: torch sets the count per call."""
+        twin = copy.copy(self)
+        twin.threads = threads
+        return twin
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         # Another engine of this process may have run at another count (core_share.py).
