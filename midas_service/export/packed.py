@@ -5,10 +5,12 @@ oneDNN reorders them on every call, and every ReLU6, ReLU and residual add is on
 over the activations. A :class:`PackedConvolution` keeps its weights in oneDNN's own layout
 and runs ``mkldnn::_convolution_pointwise`` (the fused convolution PyTorch's own CPU compiler
 emits), with the activation or the add as a post-op: the same numbers (the export's check),
-about 15 % less time here (docs/performance.md), and no per-shape compiled state.
+12-25 % less time on two threads here (docs/performance.md), no per-shape compiled state.
 
-The layout oneDNN picks for the weights depends on the input size, so each convolution packs
-for the size it sees at the export's trace size; other sizes give the same numbers. The file
+The layout oneDNN picks for the weights depends on the input size (and on one thread, on
+whether both sides are multiples of 64), so each convolution packs for the size it sees at
+the export's trace size. Other sizes give the same numbers; where oneDNN wants another
+layout it reorders on each call, as unpacked (5 of 15 shapes on one thread). The file
 stores plain weights (oneDNN's layout cannot be saved) and ``__setstate__`` packs them again
 when the serving side loads it. Export-side only, like the rest of ``midas_service.export``.
 """
@@ -21,7 +23,8 @@ from torch import nn
 
 from midas_service.export.network import MidasSmall, ResidualConvUnit
 
-# TorchScript's "number" (the op's Scalar) is spelled as this union in annotations.
+# TorchScript's "number" (the op's Scalar) is spelled as this union in annotations. The class
+# annotation below repeats it: TorchScript resolves aliases in method signatures only.
 Scalars = list[int | float | complex | None]
 POST_OPS: dict[type[nn.Module], tuple[str, list[float]]] = {
     nn.ReLU6: ("hardtanh", [0.0, 6.0]),
