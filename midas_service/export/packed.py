@@ -10,7 +10,8 @@ emits), with the activation or the add as a post-op: the same numbers (the expor
 The layout oneDNN picks for the weights depends on the input size (and on one thread, on
 whether both sides are multiples of 64), so each convolution packs for the size it sees at
 the export's trace size. Other sizes give the same numbers; where oneDNN wants another
-layout it reorders on each call, as unpacked (5 of 15 shapes on one thread). The file
+layout it reorders the packed weights on each call, slower than the plain graph (5 of the 15
+shapes on one thread). The file
 stores plain weights (oneDNN's layout cannot be saved) and ``__setstate__`` packs them again
 when the serving side loads it. Export-side only, like the rest of ``midas_service.export``.
 """
