@@ -14,7 +14,7 @@ from midas_service.answer import Answer
 from midas_service.images.outputs import FORMATS, RenderOptions
 from midas_service.serving.runtime import ModelRuntime
 from midas_service.web import metrics, overload
-from midas_service.web.cache import CacheUnavailable, Entry, engine_identity, result_key
+from midas_service.web.cache import CacheUnavailable, Entry, Store, engine_identity, result_key
 
 
 def runtime() -> ModelRuntime:
@@ -31,15 +31,18 @@ def run_prediction(options: RenderOptions, data: bytes) -> Answer:
     # A request that reaches a worker still warming up waits for it rather than failing.
     runtime().wait(settings.ready_wait_s)
     estimator = runtime().estimator  # 503 if still not ready
-    engine = estimator.engine
-    precision = str(getattr(engine, "precision", "fp32"))
-    key = result_key(
-        data, engine_identity(engine.backend, precision, engine.metadata), asdict(options)
-    )
-    cached = cache_get(key)
-    if cached is not None:
-        fmt = FORMATS[options.format]
-        return Answer(cached.body, cached.media_type, fmt.suffix, fmt.download)
+    store: Store | None = current_app.extensions["midas_cache"]
+    key = None
+    if store is not None:  # off (MIDAS_CACHE_MB=0): no key, no hash of the upload
+        engine = estimator.engine
+        precision = str(getattr(engine, "precision", "fp32"))
+        key = result_key(
+            data, engine_identity(engine.backend, precision, engine.metadata), asdict(options)
+        )
+        cached = cache_get(store, key)
+        if cached is not None:
+            fmt = FORMATS[options.format]
+            return Answer(cached.body, cached.media_type, fmt.suffix, fmt.download)
     overload.take_turn()  # 503 at once if this worker cannot start it soon
     timings = answers.Timings()
     answer = answers.compute(data, header, options, estimator, timings)
@@ -52,15 +55,13 @@ def run_prediction(options: RenderOptions, data: bytes) -> Answer:
     if estimator.engine.sharing == "turns":  # included in infer: the wait for other workers
         notes.append(f"turn;desc=wait;dur={estimator.engine.last_turn_wait * 1000:.2f}")
     g.timing_notes = [*g.get("timing_notes", []), *notes]
-    cache_put(key, Entry(answer.body, answer.media_type))
+    if store is not None and key is not None:
+        cache_put(store, key, Entry(answer.body, answer.media_type))
     return answer
 
 
-def cache_get(key: str) -> Entry | None:
+def cache_get(store: Store, key: str) -> Entry | None:
     """The cached answer, if any; notes hit/miss/error in metrics and Server-Timing."""
-    store = current_app.extensions["midas_cache"]
-    if store is None:
-        return None
     start = time.perf_counter()
     try:
         entry = store.get(key)
@@ -73,9 +74,8 @@ def cache_get(key: str) -> Entry | None:
     return entry
 
 
-def cache_put(key: str, entry: Entry) -> None:
-    store = current_app.extensions["midas_cache"]
-    if store is None or g.get("cache_result") == "error":
+def cache_put(store: Store, key: str, entry: Entry) -> None:
+    if g.get("cache_result") == "error":
         return  # off, or unreachable a moment ago: do not pay a second timeout
     try:
         store.put(key, entry)
