@@ -18,10 +18,10 @@ flicker of each colour scale, and the peak memory of a 100- and a 300-frame 720p
 
 For every served layout it also prints what the service costs on top of its engine: the served
 engine's own model-only p50 (same backend, precision, threads, input, interpreter and OpenMP
-environment, in this run: devtools/engine_loop.py), the overhead (served c=1 p50 over a new
-connection minus that) split by stage from Server-Timing, and c=4 throughput against the
-engine-only throughput of the same number of processes at the thread count a worker gets under
-load. A target table (PASS/FAIL) closes the report.
+environment, devtools/engine_loop.py, in rounds between the served c=1 rounds), the overhead
+(served c=1 p50 over a new connection minus that) split by stage from Server-Timing, and c=4
+throughput against the engine-only throughput of the same number of processes at the thread
+count a worker gets under load. A target table (PASS/FAIL) closes the report.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import cv2
@@ -401,7 +402,8 @@ def worker_environment(env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **openmp.recommended_environment(), **env}
 
 
-def engine_processes(
+@contextmanager
+def engine_loops(
     model: Path,
     python: str,
     env: dict[str, str],
@@ -409,11 +411,11 @@ def engine_processes(
     precision: str,
     threads: int,
     count: int,
-    seconds: float,
     size: tuple[int, int] = SIZES["256x192"],
-) -> list[dict[str, float]]:
-    """``count`` processes each running the engine alone (devtools/engine_loop.py), started
-    together once all are warm; each one's inference count, seconds and p50."""
+) -> Iterator[Callable[[float], list[dict[str, Any]]]]:
+    """``count`` processes each holding the engine alone (devtools/engine_loop.py), warm; yields
+    ``run(seconds)``, which starts them together and returns each one's inference count,
+    seconds, p50 and samples. Between runs they idle."""
     command = [
         python,
         "-m",
@@ -423,7 +425,6 @@ def engine_processes(
         precision,
         str(threads),
         *(str(v) for v in size),
-        str(seconds),
     ]
     with ExitStack() as stack:
         processes = [
@@ -442,10 +443,32 @@ def engine_processes(
         for process in processes:
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"engine loop failed: {' '.join(command)}")
+
+        def run(seconds: float) -> list[dict[str, Any]]:
+            for process in processes:
+                process.stdin.write(f"{seconds}\n")
+                process.stdin.flush()
+            return [json.loads(process.stdout.readline()) for process in processes]
+
+        yield run
         for process in processes:
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        return [json.loads(process.stdout.readline()) for process in processes]
+            process.stdin.close()  # end of input: the loop exits
+
+
+def engine_processes(
+    model: Path,
+    python: str,
+    env: dict[str, str],
+    backend: str,
+    precision: str,
+    threads: int,
+    count: int,
+    seconds: float,
+    size: tuple[int, int] = SIZES["256x192"],
+) -> list[dict[str, Any]]:
+    """``count`` engines alone, started together once all are warm, for ``seconds``."""
+    with engine_loops(model, python, env, backend, precision, threads, count, size) as run:
+        return run(seconds)
 
 
 def model_only_served(
@@ -477,13 +500,23 @@ def parse_server_timing(header: str) -> dict[str, float]:
     return stages
 
 
-def served_c1(url: str, jpeg: bytes, runs: int, warmup: int = 10) -> dict[str, object]:
-    """One request at a time, each on a new connection (http.client: little client cost);
-    client p50 and each Server-Timing stage's p50."""
+def served_c1(
+    url: str,
+    jpeg: bytes,
+    runs: int,
+    warmup: int = 10,
+    rounds: int = 1,
+    between_rounds: Callable[[], None] = lambda: None,
+) -> dict[str, object]:
+    """One request at a time, each on a new connection (http.client: little client cost), in
+    ``rounds`` after ``between_rounds()`` each; client p50 and each Server-Timing stage's p50."""
     parts = urlsplit(url)
     samples: list[float] = []
     stages: dict[str, list[float]] = defaultdict(list)
+    round_starts = {warmup + runs * k // rounds for k in range(rounds)}
     for i in range(warmup + runs):
+        if i in round_starts:
+            between_rounds()
         start = time.perf_counter()
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         connection.request("POST", "/predict", body=jpeg, headers={"Content-Type": "image/jpeg"})
@@ -509,6 +542,9 @@ def served_c1(url: str, jpeg: bytes, runs: int, warmup: int = 10) -> dict[str, o
         "stages_p50_ms": {name: float(np.percentile(v, 50)) for name, v in stages.items()},
     }
 
+
+C1_ROUNDS = 8  # served c=1 requests in this many rounds, the engine alone before each
+MODEL_ONLY_ROUND_S = 1.0
 
 DEFAULT_ENV = {"MIDAS_THREADS", "MIDAS_BACKEND", "MIDAS_CACHE_MB", "MIDAS_QUEUE_TIMEOUT_S"}
 
@@ -540,25 +576,27 @@ def measure_layout(
     if env["MIDAS_BACKEND"] == "torchscript":
         row["openmp"] = next((o for o in OPENMP_OPTIONS if o in layout), "intel")
     engine = (model, args.server_python, env, row["backend"], row["precision"])
-    # The engine alone, in processes set up like the workers, on this run's machine state: once
-    # before the server starts and once after its c=1 run (its workers idle), and the overhead
-    # against their mean, so a drift of the machine's speed does not pass for overhead.
-    row["model_only_p50_ms"] = model_only_served(*engine, threads)
     row["engines_under_load"], row["threads_under_load"] = engines_under_load(workers, threads, env)
     loops = engine_processes(
         *engine, row["threads_under_load"], row["engines_under_load"], args.duration
     )
     row["engine_only_per_s"] = sum(r["count"] / r["seconds"] for r in loops)
     log.info(
-        "%s: model only %.1f ms; %d engines x %d threads alone: %.1f inferences/s",
+        "%s: %d engines x %d threads alone: %.1f inferences/s",
         layout,
-        row["model_only_p50_ms"],
         row["engines_under_load"],
         row["threads_under_load"],
         row["engine_only_per_s"],
     )
-    start = time.monotonic()
     with ExitStack() as stack:
+        # The engine alone, in a process set up like a worker, runs in rounds between the
+        # served c=1 rounds (each idle while the other runs), so a drift of this machine's speed
+        # (20 % within minutes on a shared one) moves both alike and does not pass for overhead.
+        model_alone = ExitStack()
+        stack.enter_context(model_alone)
+        run_alone = model_alone.enter_context(engine_loops(*engine, threads, 1))
+        alone_ms: list[float] = []
+        start = time.monotonic()
         url, process = stack.enter_context(
             gunicorn(model, workdir, workers=workers, wait=False, python=args.server_python, **env)
         )
@@ -570,17 +608,22 @@ def measure_layout(
         row["start_to_ready_s"] = round(time.monotonic() - start, 2)
         row["memory_after_warmup"] = worker_memory(process)
         row["rss_after_warmup_mb"] = [m["rss_mb"] for m in row["memory_after_warmup"]]
-        row["gunicorn_c1"] = served_c1(url, jpeg, args.requests)
-        row["model_only_p50_ms_before_after"] = [
-            row["model_only_p50_ms"],
-            model_only_served(*engine, threads),
-        ]
-        row["model_only_p50_ms"] = float(np.mean(row["model_only_p50_ms_before_after"]))
+        row["gunicorn_c1"] = served_c1(
+            url,
+            jpeg,
+            args.requests,
+            rounds=C1_ROUNDS,
+            between_rounds=lambda: alone_ms.extend(run_alone(MODEL_ONLY_ROUND_S)[0]["samples_ms"]),
+        )
+        model_alone.close()
+        row["model_only_p50_ms"] = float(np.percentile(alone_ms, 50))
+        row["model_only_inferences"] = len(alone_ms)
         row["overhead_ms"] = row["gunicorn_c1"]["p50_ms"] - row["model_only_p50_ms"]
         log.info(
-            "%s c=1 (new connection each): p50 %.1f ms, overhead %.1f ms",
+            "%s c=1 (new connection each): p50 %.1f ms, model only %.1f ms, overhead %.1f ms",
             layout,
             row["gunicorn_c1"]["p50_ms"],
+            row["model_only_p50_ms"],
             row["overhead_ms"],
         )
         served = args.requests
@@ -702,8 +745,8 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
     print("\n## The service's own cost (640x480 JPEG -> heatmap JPEG, 256x192 network input)\n")
     print(
         "Model only: the served engine alone (devtools/engine_loop.py, same backend, precision, "
-        "threads, interpreter and OpenMP environment as the workers), the mean of a run before "
-        "the server starts and one after its c=1 run. Served c=1: a new "
+        "threads, interpreter and OpenMP environment as the workers), p50 of 8 one-second "
+        "rounds, one before each eighth of the served c=1 requests. Served c=1: a new "
         "connection per request. Stages: p50 of Server-Timing; infer + is the in-worker infer "
         "over model only; server other: Flask, admission, headers; HTTP and client: the rest.\n"
     )

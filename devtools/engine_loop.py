@@ -1,10 +1,12 @@
 """One engine alone, in its own process, for devtools/bench.py's engine-only figures.
 
-    python -m devtools.engine_loop MODEL BACKEND PRECISION THREADS HEIGHT WIDTH SECONDS
+    python -m devtools.engine_loop MODEL BACKEND PRECISION THREADS HEIGHT WIDTH
 
-Loads the engine the way a worker does (``load_engine``), warms it up, prints ``ready``, waits
-for a line on stdin (so several processes can start together), runs inferences for SECONDS
-and prints one JSON line: ``count``, ``seconds`` and the per-inference ``p50_ms``/``min_ms``.
+Loads the engine the way a worker does (``load_engine``), warms it up and prints ``ready``. Then
+for each line on stdin, a number of seconds, it runs inferences that long and prints one JSON
+line: ``count``, ``seconds``, the per-inference ``p50_ms``/``min_ms`` and every ``samples_ms``;
+so several processes can start together, and one can run in rounds between other
+measurements. It exits at the end of stdin.
 bench.py starts it with the served workers' interpreter and environment (OpenMP preload,
 KMP_BLOCKTIME), so model-only and served figures compare like with like.
 """
@@ -19,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from midas_service.config import Settings
-from midas_service.inference.engines import load_engine
+from midas_service.inference.engines import Engine, load_engine
 
 
 def main() -> None:
-    model, backend, precision, threads, height, width, seconds = sys.argv[1:8]
+    model, backend, precision, threads, height, width = sys.argv[1:7]
     settings = Settings.from_env()  # the layout's MIDAS_* variables, as the workers get them
     engine = load_engine(
         Path(model),
@@ -39,10 +41,15 @@ def main() -> None:
     for _ in range(5):
         engine.infer(batch)
     print("ready", flush=True)
-    sys.stdin.readline()
+    for line in sys.stdin:
+        print(json.dumps(run_inferences(engine, batch, float(line))), flush=True)
+
+
+def run_inferences(engine: Engine, batch: np.ndarray, seconds: float) -> dict[str, object]:
+    """Back-to-back inferences for ``seconds`` (at least one)."""
     samples = []
     start = time.perf_counter()
-    deadline = start + float(seconds)
+    deadline = start + seconds
     while True:
         before = time.perf_counter()
         engine.infer(batch)
@@ -50,13 +57,13 @@ def main() -> None:
         samples.append((after - before) * 1000)
         if after >= deadline:
             break
-    result = {
+    return {
         "count": len(samples),
         "seconds": time.perf_counter() - start,
         "p50_ms": float(np.percentile(samples, 50)),
         "min_ms": float(min(samples)),
+        "samples_ms": samples,
     }
-    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The benchmark's parsers (the benchmark itself is run by hand: python -m devtools.bench)."""
+"""The benchmark's parsers and its engine loop (the benchmark itself is run by hand:
+python -m devtools.bench)."""
+
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +159,18 @@ def test_targets_judge_each_bound():
     report["layouts"] = [served_row(c1=34.0, model=25.0, c4=30.0, engine=40.0, errors=2, pss=700)]
     verdicts = {t["target"]: t["pass"] for t in bench.targets(report)}
     assert not any(verdicts.values()), verdicts
+
+
+def test_engine_loop_runs_in_rounds_between_other_measurements(random_model_path: Path) -> None:
+    """The bench's model-only figure comes from one warm engine process run in rounds
+    interleaved with the served requests: each round answers with its own samples."""
+    env = {"MIDAS_BACKEND": "torchscript"}
+    with bench.engine_loops(
+        random_model_path, sys.executable, env, "torchscript", "fp32", 1, 1, (64, 64)
+    ) as run:
+        rounds = [run(0.05)[0] for _ in range(2)]
+    for result in rounds:
+        assert result["count"] >= 1
+        assert len(result["samples_ms"]) == result["count"]
+        assert result["min_ms"] <= result["p50_ms"]
+        assert 0 < sum(result["samples_ms"]) <= result["seconds"] * 1000
