@@ -589,13 +589,23 @@ def measure_layout(
         row["engine_only_per_s"],
     )
     with ExitStack() as stack:
-        # The engine alone, in a process set up like a worker, runs in rounds between the
-        # served c=1 rounds (each idle while the other runs), so a drift of this machine's speed
-        # (20 % within minutes on a shared one) moves both alike and does not pass for overhead.
+        # The engine alone and the targets' yardstick (ONNX Runtime fp32 on every core), each in
+        # a process set up like a worker, run in rounds between the served c=1 rounds (each idle
+        # while the others run), so a drift of this machine's speed (20 % within minutes on a
+        # shared one) moves all three alike and passes neither for overhead nor for a ratio.
         model_alone = ExitStack()
         stack.enter_context(model_alone)
         run_alone = model_alone.enter_context(engine_loops(*engine, threads, 1))
+        run_ort = model_alone.enter_context(
+            engine_loops(model, args.server_python, {}, "onnxruntime", "fp32", available_cpus(), 1)
+        )
         alone_ms: list[float] = []
+        ort_ms: list[float] = []
+
+        def engines_alone_round() -> None:
+            alone_ms.extend(run_alone(MODEL_ONLY_ROUND_S)[0]["samples_ms"])
+            ort_ms.extend(run_ort(MODEL_ONLY_ROUND_S)[0]["samples_ms"])
+
         start = time.monotonic()
         url, process = stack.enter_context(
             gunicorn(model, workdir, workers=workers, wait=False, python=args.server_python, **env)
@@ -613,10 +623,11 @@ def measure_layout(
             jpeg,
             args.requests,
             rounds=C1_ROUNDS,
-            between_rounds=lambda: alone_ms.extend(run_alone(MODEL_ONLY_ROUND_S)[0]["samples_ms"]),
+            between_rounds=engines_alone_round,
         )
         model_alone.close()
         row["model_only_p50_ms"] = float(np.percentile(alone_ms, 50))
+        row["ort_model_only_p50_ms"] = float(np.percentile(ort_ms, 50))
         row["model_only_inferences"] = len(alone_ms)
         row["overhead_ms"] = row["gunicorn_c1"]["p50_ms"] - row["model_only_p50_ms"]
         log.info(
@@ -708,8 +719,9 @@ def print_report(report: dict[str, object]) -> None:
         ]
         print(f"| {r['layout']} ({r['backend']} {r['precision']}) | " + " | ".join(cells) + " |")
     print(
-        f"\n## Targets (this run; ORT fp32 model-only, 256x192, "
-        f"{report['ort_reference_threads']} threads: {report['ort_reference_p50_ms']:.1f} ms)\n"
+        f"\n## Targets (ratios to ORT fp32 model-only, 256x192, "
+        f"{report['ort_reference_threads']} threads, measured in the rounds of each layout's "
+        f"c=1 run; before the layouts: {report['ort_reference_p50_ms']:.1f} ms)\n"
     )
     print("| target | layout | measured | result |\n|---|---|---|---|")
     for t in report["targets"]:
@@ -746,15 +758,17 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
     print(
         "Model only: the served engine alone (devtools/engine_loop.py, same backend, precision, "
         "threads, interpreter and OpenMP environment as the workers), p50 of 8 one-second "
-        "rounds, one before each eighth of the served c=1 requests. Served c=1: a new "
+        "rounds, one before each eighth of the served c=1 requests; ORT fp32 model (the ratio "
+        "targets' yardstick, on every core) in the same rounds. Served c=1: a new "
         "connection per request. Stages: p50 of Server-Timing; infer + is the in-worker infer "
         "over model only; server other: Flask, admission, headers; HTTP and client: the rest.\n"
     )
     print(
-        "| layout | model only | served c=1 p50 | overhead | x ORT fp32 model | decode | "
-        "preprocess | infer + | postprocess | encode | queue | server other | HTTP and client |"
+        "| layout | model only | ORT fp32 model | served c=1 p50 | overhead | x ORT fp32 model "
+        "| decode | preprocess | infer + | postprocess | encode | queue | server other "
+        "| HTTP and client |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         st = r["gunicorn_c1"]["stages_p50_ms"]
         c1 = r["gunicorn_c1"]["p50_ms"]
@@ -763,8 +777,9 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
         cells += [st.get(k, float("nan")) for k in ("encode", "queue")]
         cells += [st["server other"], st["HTTP and client"]]
         print(
-            f"| {r['layout']} | {r['model_only_p50_ms']:.1f} | {c1:.1f} | {r['overhead_ms']:.1f} "
-            f"| {c1 / ort:.2f} | " + " | ".join(f"{v:.2f}" for v in cells) + " |"
+            f"| {r['layout']} | {r['model_only_p50_ms']:.1f} | {yardstick(r, ort):.1f} | {c1:.1f} "
+            f"| {r['overhead_ms']:.1f} "
+            f"| {c1 / yardstick(r, ort):.2f} | " + " | ".join(f"{v:.2f}" for v in cells) + " |"
         )
     print(
         "\n| layout | engines alone (processes x threads each) | engine-only /s | c=4 req/s "
@@ -775,7 +790,7 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
         print(
             f"| {r['layout']} | {r['engines_under_load']} x {r['threads_under_load']} | "
             f"{r['engine_only_per_s']:.1f} | {c4:.1f} | {c4 / r['engine_only_per_s']:.2f} | "
-            f"{c4 * ort / 1000:.2f} |"
+            f"{c4 * yardstick(r, ort) / 1000:.2f} |"
         )
 
 
@@ -815,9 +830,14 @@ OVERHEAD_MS = 4.0
 PSS_MB = 600.0
 
 
+def yardstick(row: dict[str, object], reference: float) -> float:
+    """ONNX Runtime fp32 model-only p50 (ms) for a layout's ratios: measured in the rounds of
+    its own c=1 run where it was, else the run's reference measured before the layouts."""
+    return float(row.get("ort_model_only_p50_ms", reference))
+
+
 def targets(report: dict[str, object]) -> list[dict[str, object]]:
     """The issue's targets, each PASS/FAIL on this run's figures (``pass`` None: for reading)."""
-    ort = report["ort_reference_p50_ms"]
     rows: list[dict[str, object]] = []
 
     def add(target: str, layout: str, value: str, ok: bool | None) -> None:
@@ -828,6 +848,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
             continue
         name = r["layout"]
         c1 = r["gunicorn_c1"]["p50_ms"]
+        ort = yardstick(r, report["ort_reference_p50_ms"])
         add(
             f"overhead at c=1 <= {OVERHEAD_MS:g} ms",
             name,
@@ -856,7 +877,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
             add(
                 f"{r['precision']} c=1 <= {latency}x ORT fp32 model-only",
                 name,
-                f"{c1:.1f} ms = {c1 / ort:.2f}x",
+                f"{c1:.1f} ms = {c1 / ort:.2f}x of {ort:.1f}",
                 c1 / ort <= latency,
             )
             if c4:
@@ -864,7 +885,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
                 add(
                     f"{r['precision']} c=4 >= {rate}x of 1/ORT fp32 model-only",
                     name,
-                    f"{c4['requests_per_s']:.1f} req/s = {times:.2f}x",
+                    f"{c4['requests_per_s']:.1f} req/s = {times:.2f}x of {1000 / ort:.1f}/s",
                     times >= rate,
                 )
         pss = max(m["pss_mb"] for m in r["memory_after_every_shape"])

@@ -161,6 +161,22 @@ def test_targets_judge_each_bound():
     assert not any(verdicts.values()), verdicts
 
 
+def test_ratio_targets_use_the_yardstick_measured_in_the_layouts_own_rounds():
+    """A machine that slowed down between the reference run and the layout must not pass for
+    a fast service: the ORT figure from the layout's own rounds decides."""
+    row = served_row(c1=34.0, model=30.0, c4=30.0, engine=40.0, errors=0, pss=550)
+    report = {
+        "ort_reference_p50_ms": 40.0,  # before the layouts: the c=1 bound would pass
+        "machine": {"server_torch": "2.13.0 (CPU build)"},
+        "layouts": [{**row, "ort_model_only_p50_ms": 25.0}],
+    }
+    verdicts = {t["target"]: t for t in bench.targets(report)}
+    c1 = verdicts["fp32 c=1 <= 1.3x ORT fp32 model-only"]
+    assert c1["pass"] is False and "1.36x of 25.0" in c1["value"]
+    c4 = verdicts["fp32 c=4 >= 0.9x of 1/ORT fp32 model-only"]
+    assert c4["pass"] is False and "0.75x of 40.0/s" in c4["value"]
+
+
 def test_engine_loop_runs_in_rounds_between_other_measurements(random_model_path: Path) -> None:
     """The bench's model-only figure comes from one warm engine process run in rounds
     interleaved with the served requests: each round answers with its own samples."""
