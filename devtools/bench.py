@@ -543,8 +543,8 @@ def served_c1(
     }
 
 
-C1_ROUNDS = 8  # served c=1 requests in this many rounds, the engine alone before each
-MODEL_ONLY_ROUND_S = 1.0
+C1_ROUNDS = 20  # served c=1 requests in this many rounds, the engines alone before each
+MODEL_ONLY_ROUND_S = 0.5  # this machine flips between speeds ~40 % apart every few seconds
 
 DEFAULT_ENV = {"MIDAS_THREADS", "MIDAS_BACKEND", "MIDAS_CACHE_MB", "MIDAS_QUEUE_TIMEOUT_S"}
 
@@ -757,8 +757,9 @@ def print_overhead(rows: list[dict[str, object]], ort: float) -> None:
     print("\n## The service's own cost (640x480 JPEG -> heatmap JPEG, 256x192 network input)\n")
     print(
         "Model only: the served engine alone (devtools/engine_loop.py, same backend, precision, "
-        "threads, interpreter and OpenMP environment as the workers), p50 of 8 one-second "
-        "rounds, one before each eighth of the served c=1 requests; ORT fp32 model (the ratio "
+        f"threads, interpreter and OpenMP environment as the workers), p50 of {C1_ROUNDS} "
+        f"rounds of {MODEL_ONLY_ROUND_S:g} s, one before each 1/{C1_ROUNDS} of the served c=1 "
+        "requests; ORT fp32 model (the ratio "
         "targets' yardstick, on every core) in the same rounds. Served c=1: a new "
         "connection per request. Stages: p50 of Server-Timing; infer + is the in-worker infer "
         "over model only; server other: Flask, admission, headers; HTTP and client: the rest.\n"
