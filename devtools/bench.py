@@ -455,27 +455,12 @@ def engine_loops(
             process.stdin.close()  # end of input: the loop exits
 
 
-def engine_processes(
-    model: Path,
-    python: str,
-    env: dict[str, str],
-    backend: str,
-    precision: str,
-    threads: int,
-    count: int,
-    seconds: float,
-    size: tuple[int, int] = SIZES["256x192"],
-) -> list[dict[str, Any]]:
-    """``count`` engines alone, started together once all are warm, for ``seconds``."""
-    with engine_loops(model, python, env, backend, precision, threads, count, size) as run:
-        return run(seconds)
-
-
 def model_only_served(
     model: Path, python: str, env: dict[str, str], backend: str, precision: str, threads: int
 ) -> float:
     """The served engine's model-only p50 (ms) at 256x192, in a process set up like a worker."""
-    return engine_processes(model, python, env, backend, precision, threads, 1, 4.0)[0]["p50_ms"]
+    with engine_loops(model, python, env, backend, precision, threads, 1) as run:
+        return float(run(4.0)[0]["p50_ms"])
 
 
 def engines_under_load(workers: int, threads: int, env: dict[str, str]) -> tuple[int, int]:
@@ -577,9 +562,8 @@ def measure_layout(
         row["openmp"] = next((o for o in OPENMP_OPTIONS if o in layout), "intel")
     engine = (model, args.server_python, env, row["backend"], row["precision"])
     row["engines_under_load"], row["threads_under_load"] = engines_under_load(workers, threads, env)
-    loops = engine_processes(
-        *engine, row["threads_under_load"], row["engines_under_load"], args.duration
-    )
+    with engine_loops(*engine, row["threads_under_load"], row["engines_under_load"]) as run:
+        loops = run(args.duration)
     row["engine_only_per_s"] = sum(r["count"] / r["seconds"] for r in loops)
     log.info(
         "%s: %d engines x %d threads alone: %.1f inferences/s",
@@ -593,8 +577,7 @@ def measure_layout(
         # a process set up like a worker, run in rounds between the served c=1 rounds (each idle
         # while the others run), so a drift of this machine's speed (20 % within minutes on a
         # shared one) moves all three alike and passes neither for overhead nor for a ratio.
-        model_alone = ExitStack()
-        stack.enter_context(model_alone)
+        model_alone = stack.enter_context(ExitStack())
         run_alone = model_alone.enter_context(engine_loops(*engine, threads, 1))
         run_ort = model_alone.enter_context(
             engine_loops(model, args.server_python, {}, "onnxruntime", "fp32", available_cpus(), 1)
