@@ -52,7 +52,7 @@ import numpy as np
 import requests
 
 from devtools.servers import gunicorn, nginx, wait_for, worker_pids
-from devtools.support import ROOT, export_model, photo_640x480_jpeg
+from devtools.support import ROOT, cpu_model, export_model, photo_640x480_jpeg
 from midas_service.config import Settings
 from midas_service.images import encode, jpeg_bands, visualize
 from midas_service.images.decode import decode_image
@@ -123,17 +123,9 @@ def machine_info() -> dict[str, object]:
     import openvino
     import torch
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "usable_cores": available_cpus(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import re
 import subprocess
 import sys
@@ -57,3 +58,13 @@ def post_jpeg(url: str, data: bytes, verify: str | bool = True, **params: str):
 def metric(text: str, pattern: str) -> float:
     """Sum of the Prometheus samples in ``text`` whose name and labels match ``pattern``."""
     return sum(float(v) for v in re.findall(rf"^{pattern} ([\d.e+]+)$", text, flags=re.M))
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (every figure is named with it)."""
+    names = (
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    )
+    return next(names, platform.processor())

@@ -7,6 +7,7 @@ from midas_service.inference.pipeline import upsample
 from midas_service.inference.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NETWORK_SHAPES,
     network_size,
     to_network_input,
 )
@@ -37,6 +38,12 @@ def test_every_side_is_a_multiple_of_32_within_bounds():
         for width in range(1, 700, 11):
             h, w = network_size(height, width)
             assert 32 <= h <= 256 and 32 <= w <= 256 and h % 32 == 0 and w % 32 == 0
+
+
+def test_network_shapes_are_every_size_the_rule_gives():
+    given = {network_size(h, w) for h in range(1, 700, 3) for w in range(1, 700, 7)}
+    assert given == set(NETWORK_SHAPES)
+    assert len(NETWORK_SHAPES) == 15
 
 
 def test_imagenet_constants_are_the_published_ones():

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 TRACE_SIZE = (256, 256)
 # Packed weights take the layout oneDNN picks for this input (height, width): a 4:3 landscape
-# photo, the commonest shape. Other sizes give the same numbers (CHECK_SIZES); on one thread
-# 5 of the 15 shapes run slower for it (docs/performance.md, "packed convolutions").
+# photo, the commonest shape. Other sizes give the same numbers (CHECK_SIZES); the few
+# convolutions that want another layout at a size get it when serving (packed_layouts.py).
 PACK_SIZE = (192, 256)
 # (height, width) pairs the exported files are checked at: square, landscape, portrait, wide.
 CHECK_SIZES = ((256, 256), (192, 256), (256, 192), (160, 256))

@@ -7,13 +7,14 @@ and runs ``mkldnn::_convolution_pointwise`` (the fused convolution PyTorch's own
 emits), with the activation or the add as a post-op: the same numbers (the export's check),
 12-25 % less time on two threads here (docs/performance.md), no per-shape compiled state.
 
-The layout oneDNN picks for the weights depends on the input size (and on one thread, on
-whether both sides are multiples of 64), so each convolution packs for the size it sees at
-the export's trace size. Other sizes give the same numbers; where oneDNN wants another
-layout it reorders the packed weights on each call, slower than the plain graph (5 of the 15
-shapes on one thread). The file
-stores plain weights (oneDNN's layout cannot be saved) and ``__setstate__`` packs them again
-when the serving side loads it. Export-side only, like the rest of ``midas_service.export``.
+The layout oneDNN picks for the weights can depend on the input size and the thread count,
+so each convolution packs for the size it sees at the export's trace size. Other sizes give
+the same numbers; where oneDNN wants another layout (a few convolutions, at some sizes), the
+serving side packs those weights again for that size once and swaps them in
+(``midas_service.inference.packed_layouts``), rather than let oneDNN convert them on every
+call. The file stores plain weights (oneDNN's layout cannot be saved) and ``__setstate__``
+packs them again when the serving side loads it. Export-side only, like the rest of
+``midas_service.export``.
 """
 
 from typing import Any

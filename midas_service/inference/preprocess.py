@@ -15,6 +15,14 @@ INPUT_RULE = (
     "output bicubic-upsampled (align_corners=False) to the input size"
 )
 
+# Every (height, width) the network can be given: one side NETWORK_SIDE, the other a multiple.
+NETWORK_SHAPES = tuple(
+    sorted(
+        {(side, NETWORK_SIDE) for side in range(MULTIPLE, NETWORK_SIDE + 1, MULTIPLE)}
+        | {(NETWORK_SIDE, side) for side in range(MULTIPLE, NETWORK_SIDE + 1, MULTIPLE)}
+    )
+)
+
 
 def network_size(height: int, width: int) -> tuple[int, int]:
     """(height, width) fed to the network for an image of the given size."""

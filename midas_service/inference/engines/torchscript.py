@@ -29,6 +29,8 @@ class TorchScriptEngine:
     ) -> None:
         import torch
 
+        from midas_service.inference.packed_layouts import PackedLayouts
+
         torch.set_num_threads(threads)
         extra = {METADATA_FILE: ""}
         with warnings.catch_warnings():
@@ -37,6 +39,8 @@ class TorchScriptEngine:
         self._torch = torch
         self.threads = threads
         self.metadata = json.loads(extra[METADATA_FILE] or "{}")
+        # The weights in the layout oneDNN wants for each input shape and thread count.
+        self.layouts = PackedLayouts(self._module, torch)
 
     def with_threads(self, threads: int) -> TorchScriptEngine:
         """The same module (weights shared) run at ``threads``: torch sets the count per call."""
@@ -48,6 +52,7 @@ class TorchScriptEngine:
         # Another engine of this process may have run at another count (core_share.py).
         if self._torch.get_num_threads() != self.threads:
             self._torch.set_num_threads(self.threads)
+        self.layouts.use(batch.shape[2], batch.shape[3], self.threads)
         with self._torch.inference_mode():
             return self._module(self._torch.from_numpy(batch)).numpy()
 
