@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from midas_service.images.encode import encode_depth, encode_picture, from_pfm
-from midas_service.images.visualize import COLORMAPS, heatmap, normalize, side_by_side
+from midas_service.images.visualize import COLORMAPS, colorize, heatmap, normalize, side_by_side
 
 RAMP = np.tile(np.linspace(0.0, 5.0, 64, dtype=np.float32), (16, 1))  # far left, near right
 
@@ -43,6 +43,14 @@ def test_inferno_is_opencvs_inferno():
     expected = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_INFERNO)
     got = heatmap(np.arange(256, dtype=np.float32)[None] * 0.01, "inferno")
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("colormap", [name for name in COLORMAPS if name != "gray"])
+def test_every_colormap_paints_what_opencvs_colormap_paints(colormap):
+    gray = np.random.default_rng(5).integers(0, 256, (37, 53), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        colorize(gray, colormap), cv2.applyColorMap(gray, COLORMAPS[colormap])
+    )
 
 
 def test_normalize_rounds_like_the_plain_formula():
