@@ -37,6 +37,7 @@ from midas_service.inference.engines import (
     load_engine,
     refuse_untrained,
 )
+from midas_service.inference.heap import release_free_heap
 from midas_service.inference.pipeline import DepthEstimator, check_finite
 from midas_service.inference.precision import PrecisionRefused
 from midas_service.inference.preprocess import to_network_input
@@ -75,6 +76,7 @@ class WorkerEngine:
         self.backend, self.threads, self.metadata = first.backend, first.threads, first.metadata
         self.precision = first.precision
         self.last_threads = self.counts[0]
+        self._shapes_seen: set[tuple[int, int, int]] = set()  # (height, width, threads)
         self._thread = (
             ThreadPoolExecutor(1, thread_name_prefix="inference")
             if self.backend in OWN_THREAD_BACKENDS
@@ -87,10 +89,16 @@ class WorkerEngine:
             threads = core_share.threads_for_next_inference(self.counts, self.cores)
         self.last_threads = threads
         if self.sharing != "turns":
-            return self._run(self.engines[threads], batch)
-        with core_share.inference_turn() as waited:
-            self.last_turn_wait = waited
-            return self._run(self.engines[threads], batch)
+            depth = self._run(self.engines[threads], batch)
+        else:
+            with core_share.inference_turn() as waited:
+                self.last_turn_wait = waited
+                depth = self._run(self.engines[threads], batch)
+        shape = (batch.shape[2], batch.shape[3], threads)
+        if shape not in self._shapes_seen:  # once per shape and count (inference/heap.py)
+            self._shapes_seen.add(shape)
+            release_free_heap()
+        return depth
 
     def _run(self, engine: Engine, batch: np.ndarray) -> np.ndarray:
         if self._thread is None:

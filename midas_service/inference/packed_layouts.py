@@ -41,7 +41,10 @@ class PackedLayouts:
         self._loaded = [c.weight for c in self._convolutions]
         # index of a convolution -> {key: its weights packed otherwise for that key}
         self._variants: dict[int, dict[Key, Any]] = {}
+        # The file's packing ran at the trace size on this thread's count: nothing to search.
         self._seen: set[Key] = set()
+        if self._trace_size is not None:
+            self._seen.add((*self._trace_size, torch.get_num_threads()))
         self._current: Key | None = None
         self.enabled = True  # False: the loaded layouts only, as before (devtools/layouts_bench)
         self._supported = self._trace_size is not None and all(
