@@ -70,8 +70,7 @@ from midas_service.inference.precision import (
     cpu_flags,
 )
 from midas_service.inference.preprocess import (
-    MULTIPLE,
-    NETWORK_SIDE,
+    NETWORK_SHAPES,
     network_size,
     to_network_input,
 )
@@ -329,10 +328,8 @@ def every_shape_photos() -> list[bytes]:
     from skimage import data
 
     photo = data.chelsea()
-    sides = range(MULTIPLE, NETWORK_SIDE + 1, MULTIPLE)
-    shapes = sorted({(NETWORK_SIDE, s) for s in sides} | {(s, NETWORK_SIDE) for s in sides})
     jpegs = []
-    for h, w in shapes:
+    for h, w in NETWORK_SHAPES:
         rgb = cv2.resize(photo, (2 * w, 2 * h), interpolation=cv2.INTER_AREA)
         assert network_size(2 * h, 2 * w) == (h, w)
         ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
