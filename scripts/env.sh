@@ -59,10 +59,14 @@ ensure_venv() {
         "$venv/bin/pip" install -q --upgrade pip
         local serving=(-r "$PROJECT_ROOT/requirements.txt")
         if [ "$kind" = serve ]; then
-            # One quick try at the CPU index (an offline machine would retry it for minutes).
-            "$venv/bin/pip" install -q --retries 0 --timeout 10 --index-url "$TORCH_CPU_INDEX" \
-                torch -c "$PROJECT_ROOT/requirements.txt" \
-                || "$venv/bin/pip" install -q torch -c "$PROJECT_ROOT/requirements.txt"
+            # One quick try at the CPU index (an offline machine would retry it for minutes);
+            # its resolver errors when unreachable would only mislead, so one line says it.
+            if ! "$venv/bin/pip" install -q --retries 0 --timeout 10 \
+                --index-url "$TORCH_CPU_INDEX" torch -c "$PROJECT_ROOT/requirements.txt" \
+                2>/dev/null; then
+                log "torch CPU index $TORCH_CPU_INDEX not reachable: pip's configured index"
+                "$venv/bin/pip" install -q torch -c "$PROJECT_ROOT/requirements.txt"
+            fi
         else
             # The serving pins without their torch: the export stack needs a newer one.
             grep -v '^torch==' "$PROJECT_ROOT/requirements.txt" >"$venv/serving-requirements.txt"

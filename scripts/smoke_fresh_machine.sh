@@ -4,14 +4,25 @@
 # Passes once /readyz answers 200; then stops the service and removes everything it made.
 #   ./scripts/smoke_fresh_machine.sh     (scripts/test.sh runs it when CI=true)
 # MIDAS_SMOKE_TIMEOUT_S (default 900) bounds the wait, venv creation included.
+# MIDAS_SMOKE_MIN_FREE_GB (default 12): the export venv (PyPI's CUDA torch, ~6.5 GB) and the
+# serving venv (~1.8 GB) are built under TMPDIR; with less free space pip fails half-way with
+# "No space left on device", so the smoke says so before it starts.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 timeout_s="${MIDAS_SMOKE_TIMEOUT_S:-900}"
+min_free_gb="${MIDAS_SMOKE_MIN_FREE_GB:-12}"
 work="$(mktemp -d)"
 server_pid=""
 
 log() { printf '[smoke] %s\n' "$*" >&2; }
+
+free_gb="$(df -Pk "$work" | awk 'NR == 2 { print int($4 / 1048576) }')"
+if [ "$free_gb" -lt "$min_free_gb" ]; then
+    log "FAILED: $free_gb GB free under $(dirname "$work"), the fresh-machine venvs need about $min_free_gb GB"
+    rm -rf "$work"
+    exit 1
+fi
 
 cleanup() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
