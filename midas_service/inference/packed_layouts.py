@@ -80,12 +80,13 @@ class PackedLayouts:
         found = 0
         for index, conv in enumerate(self._convolutions):
             loaded = self._loaded[index]
-            known = self._variants.get(index, {})
             wanted = self._pack(conv, loaded.to_dense(), self._input_size(conv, *key[:2]))
             if _same_layout(self._torch, loaded, wanted):
                 continue
-            same = (w for w in known.values() if _same_layout(self._torch, w, wanted))
-            self._variants.setdefault(index, {})[key] = next(same, wanted)
+            variants = self._variants.setdefault(index, {})
+            # A layout this convolution already has for another key is shared, not kept twice.
+            same = (w for w in variants.values() if _same_layout(self._torch, w, wanted))
+            variants[key] = next(same, wanted)
             found += 1
         log.debug("%d convolutions want other weight layouts at %s", found, key)
 
