@@ -12,17 +12,18 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 timeout_s="${MIDAS_SMOKE_TIMEOUT_S:-900}"
 min_free_gb="${MIDAS_SMOKE_MIN_FREE_GB:-12}"
-work="$(mktemp -d)"
-server_pid=""
+tmp="${TMPDIR:-/tmp}"
 
 log() { printf '[smoke] %s\n' "$*" >&2; }
 
-free_gb="$(df -Pk "$work" | awk 'NR == 2 { print int($4 / 1048576) }')"
+free_gb="$(df -Pk "$tmp" | awk 'NR == 2 { print int($4 / 1048576) }')"
 if [ "$free_gb" -lt "$min_free_gb" ]; then
-    log "FAILED: $free_gb GB free under $(dirname "$work"), the fresh-machine venvs need about $min_free_gb GB"
-    rm -rf "$work"
+    log "FAILED: $free_gb GB free under $tmp, the fresh-machine venvs need about $min_free_gb GB"
     exit 1
 fi
+
+work="$(mktemp -d)"
+server_pid=""
 
 cleanup() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
