@@ -300,13 +300,7 @@ class _Conversion:
             audio_source.close()
             raise
 
-        def encode(item: Any) -> None:
-            if isinstance(item, av.Packet):
-                writer.mux_audio(item)
-            else:
-                writer.write(*item)
-
-        sink = self.sink(encode)
+        sink = self.sink(writer.take)
         try:
             packets = audio_source.packets()
             waiting = next(packets, None)
@@ -342,13 +336,7 @@ class _Conversion:
         with self.open_reader() as reader:
             writer = self.h264(reader.info, reader.audio)
 
-            def encode(item: Any) -> None:
-                if isinstance(item, av.Packet):
-                    writer.mux_audio(item)
-                else:
-                    writer.write(*item)
-
-            sink = self.sink(encode)
+            sink = self.sink(writer.take)
             depths = spill.frames()
             count = 0
             try:

@@ -161,6 +161,13 @@ class H264Writer(_Writer):
             packet.stream = self.audio
             self.container.mux(packet)
 
+    def take(self, item: av.Packet | tuple[np.ndarray, int]) -> None:
+        """What a second pass queues, in order: an audio packet, or a (BGR picture, pts)."""
+        if isinstance(item, av.Packet):
+            self.mux_audio(item)
+        else:
+            self.write(*item)
+
 
 class Depth16Writer(_Writer):
     """Depth quantised to 16 bits with one (lo, hi) for the whole clip, FFV1 gray16le in MKV.
