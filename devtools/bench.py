@@ -810,7 +810,8 @@ def yardstick(row: dict[str, object], reference: float) -> float:
 
 
 def targets(report: dict[str, object]) -> list[dict[str, object]]:
-    """The issue's targets, each PASS/FAIL on this run's figures (``pass`` None: for reading)."""
+    """The issue's targets, each PASS/FAIL on this run's figures (``pass`` None: for reading).
+    Ratios carry three decimals: 0.8994x printed as 0.90x read as a pass beside its FAIL."""
     rows: list[dict[str, object]] = []
 
     def add(target: str, layout: str, value: str, ok: bool | None) -> None:
@@ -834,7 +835,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
             add(
                 "c=4 >= 0.8x the same workers' engine-only throughput",
                 name,
-                f"{c4['requests_per_s']:.1f} req/s = {ratio:.2f}x of {r['engine_only_per_s']:.1f}"
+                f"{c4['requests_per_s']:.1f} req/s = {ratio:.3f}x of {r['engine_only_per_s']:.1f}"
                 f"/s ({r['engines_under_load']} x {r['threads_under_load']} threads)",
                 ratio >= 0.8,
             )
@@ -850,7 +851,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
             add(
                 f"{r['precision']} c=1 <= {latency}x ORT fp32 model-only",
                 name,
-                f"{c1:.1f} ms = {c1 / ort:.2f}x of {ort:.1f}",
+                f"{c1:.1f} ms = {c1 / ort:.3f}x of {ort:.1f}",
                 c1 / ort <= latency,
             )
             if c4:
@@ -858,7 +859,7 @@ def targets(report: dict[str, object]) -> list[dict[str, object]]:
                 add(
                     f"{r['precision']} c=4 >= {rate}x of 1/ORT fp32 model-only",
                     name,
-                    f"{c4['requests_per_s']:.1f} req/s = {times:.2f}x of {1000 / ort:.1f}/s",
+                    f"{c4['requests_per_s']:.1f} req/s = {times:.3f}x of {1000 / ort:.1f}/s",
                     times >= rate,
                 )
         pss = max(m["pss_mb"] for m in r["memory_after_every_shape"])

@@ -172,9 +172,9 @@ def test_ratio_targets_use_the_yardstick_measured_in_the_layouts_own_rounds():
     }
     verdicts = {t["target"]: t for t in bench.targets(report)}
     c1 = verdicts["fp32 c=1 <= 1.3x ORT fp32 model-only"]
-    assert c1["pass"] is False and "1.36x of 25.0" in c1["value"]
+    assert c1["pass"] is False and "1.360x of 25.0" in c1["value"]
     c4 = verdicts["fp32 c=4 >= 0.9x of 1/ORT fp32 model-only"]
-    assert c4["pass"] is False and "0.75x of 40.0/s" in c4["value"]
+    assert c4["pass"] is False and "0.750x of 40.0/s" in c4["value"]
 
 
 def test_engine_loop_runs_in_rounds_between_other_measurements(random_model_path: Path) -> None:
