@@ -520,6 +520,7 @@ def served_c1(
 C1_ROUNDS = 20  # served c=1 requests in this many rounds, the engines alone before each
 MODEL_ONLY_ROUND_S = 0.5  # this machine flips between speeds ~40 % apart every few seconds
 
+# A layout is the default path when it sets nothing but these (what scripts/serve.sh leaves).
 DEFAULT_ENV = {"MIDAS_THREADS", "MIDAS_BACKEND", "MIDAS_CACHE_MB", "MIDAS_QUEUE_TIMEOUT_S"}
 
 
@@ -538,9 +539,7 @@ def measure_layout(
         "backend": env["MIDAS_BACKEND"],
         "precision": env.get("MIDAS_PRECISION", "fp32"),
         # What scripts/serve.sh starts: TorchScript fp32, cores shared, Intel OpenMP.
-        "default_path": env["MIDAS_BACKEND"] == DEFAULT_BACKEND
-        and set(env)
-        <= {"MIDAS_THREADS", "MIDAS_BACKEND", "MIDAS_CACHE_MB", "MIDAS_QUEUE_TIMEOUT_S"},
+        "default_path": env["MIDAS_BACKEND"] == DEFAULT_BACKEND and set(env) <= DEFAULT_ENV,
     }
     try:
         check_precision(row["backend"], row["precision"])

@@ -214,7 +214,7 @@ def _pack_children(parent: nn.Module, sizes: dict[nn.Module, list[int]]) -> None
             second = PackedConvolution(child.conv2, sizes[child.conv2])
             setattr(parent, name, PackedResidualUnit(_script(first), _script(second)))
         elif isinstance(child, nn.Conv2d):
-            setattr(parent, name, _script(_packed_with_next(child, sizes[child], *following)))
+            setattr(parent, name, _script(_packed_with_next(child, sizes[child], following[1])))
             if following[0] is not None and _foldable(following[1]):
                 setattr(parent, following[0], nn.Identity())
         else:
@@ -228,7 +228,7 @@ def _foldable(module: nn.Module | None) -> bool:
 
 
 def _packed_with_next(
-    conv: nn.Conv2d, size: list[int], following_name: str | None, following: nn.Module | None
+    conv: nn.Conv2d, size: list[int], following: nn.Module | None
 ) -> PackedConvolution:
     if type(following).__name__ == "BatchNormAct2d":
         post_op, scalars = POST_OPS[type(following.act)]
