@@ -22,7 +22,6 @@ from midas_service.errors import JobsUnavailable
 TASK = "midas_service.jobs.tasks.run"
 STORE_LOCK_S = 300  # longest a web process may hold the store lock (copying one upload)
 STORE_LOCK_WAIT_S = 60  # longest an upload waits for it, then 503 jobs_unavailable
-STATUSES = ("queued", "started", "finished", "failed", "canceled")
 # RQ's states, as this API names them
 RQ_STATUS = {
     "queued": "queued",

@@ -16,7 +16,6 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-FAILURE_REASONS = ("bad_input", "timeout", "abandoned", "shutdown", "canceled", "internal")
 
 
 def stats_key(prefix: str) -> str:
@@ -58,6 +57,7 @@ class JobsCollector(Collector):
     def collect(self) -> Iterator[Any]:
         from redis.exceptions import RedisError
 
+        up = GaugeMetricFamily("midas_jobs_redis_up", "1 when the job queue's Redis answered")
         try:
             queue = self.queue_source()
             lengths = {
@@ -68,11 +68,9 @@ class JobsCollector(Collector):
             stats = _decode(self.redis.hgetall(stats_key(self.prefix)))
         except (RedisError, OSError) as exc:
             log.warning("job metrics unavailable: %s", exc)
-            up = GaugeMetricFamily("midas_jobs_redis_up", "1 when the job queue's Redis answered")
             up.add_metric([], 0)
             yield up
             return
-        up = GaugeMetricFamily("midas_jobs_redis_up", "1 when the job queue's Redis answered")
         up.add_metric([], 1)
         yield up
         queued = GaugeMetricFamily(

@@ -232,7 +232,3 @@ def read_depth_range(container: av.container.InputContainer) -> tuple[float, flo
     """The (lo, hi) a depth16 file was quantised with."""
     tags = {key.upper(): value for key, value in container.metadata.items()}
     return float(tags[DEPTH_MIN_KEY]), float(tags[DEPTH_MAX_KEY])
-
-
-def dequantise(codes: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (lo + codes.astype(np.float64) * ((hi - lo) / DEPTH_CODE_MAX)).astype(np.float32)
