@@ -137,9 +137,14 @@ def test_redis_stopped_and_started_mid_job_the_job_goes_on(model_path, workdir, 
             redis.Redis.from_url(url).shutdown(save=True)
             first.__exit__(None, None, None)
             wait_for_text(workdir / "worker-blip.log", "progress not written")
+            down = client.get("/metrics")  # still answers, and says the queue's Redis is down
+            assert down.status_code == 200
+            assert "\nmidas_jobs_redis_up 0.0\n" in down.get_data(as_text=True)
             with redis_server(data, port):
                 body = poll(client, job_id, finished, timeout=300)
                 assert process.poll() is None
+                back = client.get("/metrics").get_data(as_text=True)
+                assert "\nmidas_jobs_redis_up 1.0\n" in back
     finally:
         first.__exit__(None, None, None)
     assert body["status"] == "finished" and body["attempts"] == 1, body
