@@ -250,10 +250,10 @@ def test_ctrl_c_on_the_command_leaves_nothing(model_path: Path, tmp_path: Path):
     # SIGINT ignored, and Python keeps an ignored SIGINT: the command gets the default, as a
     # terminal's Ctrl-C finds it.
     command = ["env", "--default-signal=INT", sys.executable, "-m", "midas_service", "video"]
-    command += [str(src), "-o", str(out)]
+    command += [str(src), "-o", str(out), "--model", str(model_path), "--backend", "onnxruntime"]
     env = {"MIDAS_VIDEO_SPILL_DIR": str(spill), "MIDAS_VIDEO_MAX_FRAMES": str(frames)}
     process = subprocess.Popen(
-        [*command, "--model", str(model_path), "--backend", "onnxruntime"],
+        command,
         cwd=ROOT,
         env={**os.environ, **env},
         stderr=subprocess.PIPE,
